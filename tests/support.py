@@ -1,0 +1,77 @@
+"""Helpers shared by the tests (importable as `support`: pytest.ini puts tests/ on sys.path).
+
+- ``shared(*parts)``: path under ``../shared/data``; fails loudly in CI (``CI`` set) when the file is
+  missing, skips with a clear reason elsewhere.
+- ``built_model(id)``: an ONNX file built into ``models/`` by ``make setup``.
+- ``qgis_process(...)``: run ``scripts/qgis_process`` as a subprocess (the way users script it).
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PLUGINS = REPO / "build" / "plugins"
+SHARED_DATA = Path(os.environ.get("SPECTRALTF_SHARED_DATA", REPO.parent / "shared" / "data"))
+MODELS = REPO / "models"
+
+# Make the repository importable as the package `spectral_transformers` (what QGIS sees).
+PLUGINS.mkdir(parents=True, exist_ok=True)
+_link = PLUGINS / "spectral_transformers"
+if not _link.exists():
+    _link.symlink_to(REPO, target_is_directory=True)
+if str(PLUGINS) not in sys.path:
+    sys.path.insert(0, str(PLUGINS))
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+def in_ci():
+    return bool(os.environ.get("CI"))
+
+
+def require(path, why="test data"):
+    """Return ``path`` if it exists; fail in CI, skip elsewhere."""
+    path = Path(path)
+    if not path.exists():
+        msg = f"{why} not found: {path} (expected ../shared/data beside the repository)"
+        if in_ci():
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return path
+
+
+def shared(*parts):
+    return require(SHARED_DATA.joinpath(*parts), "shared data")
+
+
+def built_model(model_id):
+    """Path of a model built into the store by `make setup` (fails in CI when missing)."""
+    return require(MODELS / f"{model_id}.onnx", f"built model {model_id} (run `make setup`)")
+
+
+def qgis_process(*args, json_output=True, timeout=600, env=None):
+    """Run ``scripts/qgis_process`` with ``args``; returns (returncode, parsed JSON or None, stdout, stderr).
+
+    Example: ``qgis_process("run", "spectraltf:toareflectance", "--", "INPUT=a.img", "OUTPUT=b.tif")``.
+    """
+    cmd = [str(REPO / "scripts" / "qgis_process")]
+    args = list(args)
+    if json_output and args and args[0] in ("run", "help", "list"):
+        args.insert(1, "--json")
+    full_env = dict(os.environ)
+    full_env.setdefault("QT_QPA_PLATFORM", "offscreen")
+    if env:
+        full_env.update(env)
+    proc = subprocess.run(cmd + args, capture_output=True, text=True, timeout=timeout, env=full_env)
+    parsed = None
+    if json_output:
+        start = proc.stdout.find("{")
+        if start >= 0:
+            try:
+                parsed = json.loads(proc.stdout[start:])
+            except json.JSONDecodeError:
+                parsed = None
+    return proc.returncode, parsed, proc.stdout, proc.stderr

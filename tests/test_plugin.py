@@ -1,0 +1,50 @@
+"""The plugin package, its metadata and the Processing provider."""
+import configparser
+import subprocess
+import sys
+
+from support import REPO, qgis_process
+
+
+def test_metadata_is_valid():
+    cfg = configparser.ConfigParser()
+    cfg.read(REPO / "metadata.txt")
+    general = cfg["general"]
+    assert general["name"] == "Spectral Transformers"
+    assert general["qgisMinimumVersion"] == "3.22"
+    assert general["hasProcessingProvider"] == "yes"
+    for key in ("about", "description", "tags", "homepage", "license", "version", "author", "email", "icon"):
+        assert general.get(key), key
+    assert (REPO / general["icon"]).exists()
+
+
+def test_runtime_imports_without_qgis():
+    """The runtime core must not import QGIS (it is used by training/, bench/ and scripts)."""
+    code = ("import sys; import spectral_transformers.runtime.raster_io, spectral_transformers.runtime.spectral, "
+            "spectral_transformers.runtime.onnx_backend; "
+            "assert not any(m == 'qgis' or m.startswith('qgis.') for m in sys.modules), sorted(sys.modules)")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd="/")
+
+
+def test_class_factory_without_iface(qgis_app):
+    from qgis.core import QgsApplication
+
+    import spectral_transformers
+
+    plugin = spectral_transformers.classFactory(None)
+    plugin.initProcessing()
+    try:
+        provider = QgsApplication.processingRegistry().providerById("spectraltf")
+        assert provider is not None
+        assert provider.name() == "Spectral Transformers"
+        assert not provider.icon().isNull()
+        assert provider.algorithm("toareflectance") is not None
+    finally:
+        plugin.unload()
+    assert QgsApplication.processingRegistry().providerById("spectraltf") is None
+
+
+def test_qgis_process_lists_provider():
+    rc, _, out, err = qgis_process("list", json_output=False)
+    assert rc == 0, err
+    assert "spectraltf:toareflectance" in out
