@@ -10,7 +10,7 @@ import os
 import threading
 
 from . import deps
-from .errors import DependencyError, InputError, ModelError
+from .errors import Cancelled, DependencyError, InputError, ModelError
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -43,7 +43,7 @@ def _providers_for(device):
     avail = available_providers()
     if device == "cpu":
         return ["CPUExecutionProvider"]
-    if "CUDAExecutionProvider" in avail:
+    if "CUDAExecutionProvider" in avail and (device == "cuda" or _gpu_present()):
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     if device == "cuda":
         raise InputError(
@@ -51,6 +51,17 @@ def _providers_for(device):
             f"(available: {', '.join(avail)}). Install onnxruntime-gpu with a matching CUDA/cuDNN, "
             "or use DEVICE=auto or DEVICE=cpu.", "DEVICE")
     return ["CPUExecutionProvider"]
+
+
+_gpu = []
+
+
+def _gpu_present():
+    """Whether an NVIDIA GPU is visible (cached): 'auto' tries CUDA only then, which avoids ONNX
+    Runtime's noisy CUDA-library errors on CPU-only machines with onnxruntime-gpu."""
+    if not _gpu:
+        _gpu.append(deps.has_nvidia_gpu())
+    return _gpu[0]
 
 
 def default_threads():
@@ -86,6 +97,34 @@ class Session:
     def run_options(self):
         """A fresh RunOptions; set ``terminate = True`` on it from another thread to stop a run."""
         return import_onnxruntime().RunOptions()
+
+    def run_cancellable(self, output_names, feeds, monitor=None, poll_seconds=0.1):
+        """Run like :meth:`run`, but stop inside a long inference when ``monitor`` reports
+        cancellation (ONNX Runtime's run-termination flag, set from a watchdog thread); raises
+        :class:`~.errors.Cancelled` then."""
+        if monitor is None:
+            return self.session.run(output_names, feeds)
+        monitor.check()
+        options = self.run_options()
+        done = threading.Event()
+
+        def watchdog():
+            while not done.wait(poll_seconds):
+                if monitor.cancelled():
+                    options.terminate = True
+                    return
+
+        watcher = threading.Thread(target=watchdog, name="spectraltf-ort-watchdog", daemon=True)
+        watcher.start()
+        try:
+            return self.session.run(output_names, feeds, options)
+        except Exception:
+            if options.terminate:
+                raise Cancelled() from None
+            raise
+        finally:
+            done.set()
+            watcher.join()
 
 
 def load_session(path, device="auto", threads=None, parameter="MODEL"):

@@ -94,18 +94,27 @@ def read_spectral_info(ds):
     n = ds.RasterCount
     bands = [ds.GetRasterBand(i + 1) for i in range(n)]
 
-    # 1. per-band default-domain metadata (EnMAP-Box convention)
+    envi = ds.GetMetadata("ENVI") or {}
+
+    def envi_list(key, factor):
+        values = _floats(parse_envi_list(envi.get(key))) if key in envi else None
+        return values * factor if values is not None and len(values) == n else None
+
+    # 1. per-band default-domain metadata (EnMAP-Box convention; GDAL's ENVI driver also sets it)
     wl = [b.GetMetadataItem("wavelength") for b in bands]
     if all(v not in (None, "") for v in wl):
         values = _floats(wl)
         if values is not None:
-            units = bands[0].GetMetadataItem("wavelength_units") or ds.GetMetadataItem("wavelength_units")
+            units = bands[0].GetMetadataItem("wavelength_units") or ds.GetMetadataItem("wavelength_units") \
+                or envi.get("wavelength_units")
             f = unit_factor(units, values)
             fw = _floats([b.GetMetadataItem("fwhm") for b in bands]) if all(
                 b.GetMetadataItem("fwhm") not in (None, "") for b in bands) else None
+            fw = fw * f if fw is not None else envi_list("fwhm", f)
             bbl = _floats([b.GetMetadataItem("bbl") for b in bands]) if all(
-                b.GetMetadataItem("bbl") not in (None, "") for b in bands) else None
-            return SpectralInfo(values * f, fw * f if fw is not None else None, bbl, "band metadata")
+                b.GetMetadataItem("bbl") not in (None, "") for b in bands) else envi_list("bbl", 1.0)
+            source = "ENVI header" if "wavelength" in envi else "band metadata"
+            return SpectralInfo(values * f, fw, bbl, source)
 
     # 2. IMAGERY domain (GDAL >= 3.10 convention)
     cw = [b.GetMetadataItem("CENTRAL_WAVELENGTH_UM", "IMAGERY") for b in bands]
@@ -117,7 +126,6 @@ def read_spectral_info(ds):
             return SpectralInfo(values * 1e3, fw * 1e3 if fw is not None else None, None, "IMAGERY metadata")
 
     # 3. ENVI header
-    envi = ds.GetMetadata("ENVI") or {}
     if "wavelength" in envi:
         values = _floats(parse_envi_list(envi["wavelength"]))
         if values is not None and len(values) == n:
