@@ -3,7 +3,13 @@
 
 def algorithm_classes():
     """All algorithm classes the provider registers."""
+    from .attention_maps import AttentionMapsAlgorithm
+    from .cloud_mask import CloudMaskAlgorithm
+    from .list_models import ListModelsAlgorithm
+    from .orthorectify import OrthorectifyAlgorithm
+    from .segment import SegmentAlgorithm
     from .toa_reflectance import ToaReflectanceAlgorithm
 
-    classes = [ToaReflectanceAlgorithm]
+    classes = [ToaReflectanceAlgorithm, CloudMaskAlgorithm, AttentionMapsAlgorithm, SegmentAlgorithm, ListModelsAlgorithm,
+               OrthorectifyAlgorithm]
     return classes

@@ -77,6 +77,49 @@ def enum_value(alg, parameters, name, context, options):
     return value
 
 
+def _emit_path(value):
+    """``value`` when it is the path of an EMIT netCDF product (``file.nc`` / ``file.nc|var``), else None."""
+    if not isinstance(value, str) or not value.lower().split("|")[0].endswith((".nc", ".nc4")):
+        return None
+    from ..runtime.emit_netcdf import emit_source
+
+    return value if emit_source(value) else None
+
+
+def _missing_file_message(alg, parameters, only=None):
+    """``NAME: file not found: path`` for the first input-file parameter value (raster, layer list or
+    file) that does not exist, else None. QGIS's own check says only "Incorrect parameter value" for
+    layer lists."""
+    for definition in alg.parameterDefinitions():
+        name = definition.name()
+        if (only and name != only) or definition.isDestination() or \
+                definition.type() not in ("raster", "multilayer", "file", "layer"):
+            continue
+        value = (parameters or {}).get(name)
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            local = item.split("|")[0] if isinstance(item, str) else ""
+            if os.sep in local and not local.startswith(("/vsi", "NETCDF:", "HDF5:")) and not os.path.exists(local):
+                return f"{name}: file not found: {local}"
+    return None
+
+
+class FileRasterSource:
+    """Stands in for a ``QgsRasterLayer`` (``source()``, ``name()``, ``isValid()``) for raster files QGIS
+    cannot load as layers (EMIT netCDF swaths); the runtime opens ``source()`` itself."""
+
+    def __init__(self, path):
+        self._path = path
+
+    def source(self):
+        return self._path
+
+    def name(self):
+        return os.path.basename(self._path.split("|")[0])
+
+    def isValid(self):  # noqa: N802
+        return True
+
+
 class SpectralAlgorithm(QgsProcessingAlgorithm):
     """Base class: subclasses set ``NAME``, ``DISPLAY``, ``GROUP`` and implement ``initAlgorithm``,
     ``shortHelpString`` and :meth:`run`."""
@@ -110,11 +153,35 @@ class SpectralAlgorithm(QgsProcessingAlgorithm):
         # Runs in a background task; no GUI access from run().
         return super().flags()
 
+    # -- EMIT netCDF swaths as raster inputs ---------------------------------------------------
+    # QGIS cannot load EMIT netCDF files as raster layers, so its parameter check would reject them
+    # ("Could not load source layer"). These two overrides let every raster-layer parameter take an
+    # EMIT netCDF path (file.nc or file.nc|variable); runtime.raster_io.open_raster reads it.
+    def checkParameterValues(self, parameters, context):  # noqa: N802
+        emit = {n for n in (parameters or {}) if _emit_path(parameters.get(n))}
+        if not emit:
+            ok, message = super().checkParameterValues(parameters, context)
+            return (ok, message) if ok else (False, _missing_file_message(self, parameters) or message)
+        for definition in self.parameterDefinitions():
+            name = definition.name()
+            if name not in emit and not definition.checkValueIsAcceptable(parameters.get(name), context):
+                return False, _missing_file_message(self, parameters, name) or f"Incorrect parameter value for {name}"
+        return True, ""
+
+    def parameterAsRasterLayer(self, parameters, name, context):  # noqa: N802
+        path = _emit_path((parameters or {}).get(name))
+        if path:
+            return FileRasterSource(path)
+        return super().parameterAsRasterLayer(parameters, name, context)
+
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         deps.add_ext_libs_to_path()
+        from ..processing_provider.settings import apply_settings
+
+        apply_settings()  # Processing ▸ Options ▸ Providers ▸ Spectral Transformers → runtime env
         monitor = FeedbackMonitor(feedback)
         try:
-            return self.run(parameters, context, monitor)
+            return self._run_spectral(parameters, context, monitor)
         except Cancelled as exc:
             raise QgsProcessingException(str(exc)) from None
         except SpectralError as exc:
@@ -123,5 +190,17 @@ class SpectralAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException(
                 "Out of memory; reduce BATCH_SIZE or the block size (SPECTRALTF_BLOCK_MB).") from None
 
-    def run(self, parameters, context, monitor):
+    def __init_subclass__(cls, **kwargs):
+        # Subclasses implement ``run(parameters, context, monitor)``, but QGIS's own
+        # ``QgsProcessingAlgorithm.run(parameters, context, feedback, configuration, catchExceptions)`` is
+        # what processing.run() and the Processing dialog call: move the subclass hook to
+        # ``_run_spectral`` so that QGIS's ``run`` stays reachable.
+        super().__init_subclass__(**kwargs)
+        hook = cls.__dict__.get("run")
+        if hook is not None:
+            cls._run_spectral = hook
+            delattr(cls, "run")
+
+    def _run_spectral(self, parameters, context, monitor):
+        """The subclass's ``run(parameters, context, monitor)`` (see :meth:`__init_subclass__`)."""
         raise NotImplementedError

@@ -50,17 +50,42 @@ def python_executable():
         cand = os.path.join(sys.exec_prefix, "bin", "python3")
         if os.path.exists(cand):
             return cand
+    # Same major.minor as QGIS's Python (binary wheels must match it), e.g. /usr/bin/python3.11.
+    cand = os.path.join(sys.exec_prefix, "bin", f"python{sys.version_info.major}.{sys.version_info.minor}")
+    if os.path.exists(cand):
+        return cand
     return shutil.which("python3") or "python3"
+
+
+def numpy_pin():
+    """``numpy==<version QGIS uses>`` (so pip picks an ONNX Runtime built for it and does not pull
+    in an incompatible numpy), or ``None`` when numpy is not importable."""
+    try:
+        import numpy  # noqa: WPS433
+    except ImportError:
+        return None
+    return f"numpy=={numpy.__version__}"
 
 
 def install_command(package=None):
     """The command that installs ``package`` into the plugin-local folder QGIS's Python sees."""
     package = package or onnxruntime_package()
-    return [python_executable(), "-m", "pip", "install", "--upgrade", "--target", EXT_LIBS, package]
+    cmd = [python_executable(), "-m", "pip", "install", "--upgrade", "--target", EXT_LIBS, package]
+    pin = numpy_pin() if package.startswith("onnxruntime") else None
+    return cmd + [pin] if pin else cmd
+
+
+def format_command(cmd):
+    """A command list as one line to paste into this platform's shell (paths with spaces quoted)."""
+    if sys.platform == "win32":
+        return subprocess.list2cmdline(cmd)
+    import shlex
+
+    return " ".join(shlex.quote(part) for part in cmd)
 
 
 def missing_message(module, detail=""):
-    cmd = " ".join(install_command(onnxruntime_package() if module == "onnxruntime" else module))
+    cmd = format_command(install_command(onnxruntime_package() if module == "onnxruntime" else module))
     why = f" ({detail})" if detail else ""
     return (f"The Python package '{module}' is required but cannot be imported by QGIS's Python{why}. "
             f"Install it with:\n  {cmd}\nthen restart QGIS (in QGIS desktop the plugin offers to run "

@@ -64,6 +64,13 @@ def _gpu_present():
     return _gpu[0]
 
 
+def default_device():
+    """Device used for ``auto``: SPECTRALTF_DEVICE (``cpu``/``cuda``; set from the provider's
+    "Default device" setting), else ``auto``."""
+    env = (os.environ.get("SPECTRALTF_DEVICE") or "").strip().lower()
+    return env if env in DEVICES else "auto"
+
+
 def default_threads():
     """CPU threads for ONNX Runtime: SPECTRALTF_THREADS, else all cores."""
     env = os.environ.get("SPECTRALTF_THREADS")
@@ -133,6 +140,8 @@ def load_session(path, device="auto", threads=None, parameter="MODEL"):
     Sessions are cached per (path, file mtime/size, device, threads); ONNX Runtime sessions are
     safe to ``run`` from several threads, so concurrent algorithms share them."""
     ort = import_onnxruntime()
+    if device == "auto":
+        device = default_device()
     path = os.path.abspath(str(path))
     if not os.path.isfile(path):
         raise InputError(f"model file not found: {path}", parameter)

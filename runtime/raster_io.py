@@ -94,6 +94,11 @@ def open_raster(path, parameter="INPUT"):
     local = path.split("|")[0]
     if not local.startswith(("/vsi", "NETCDF:", "HDF5:")) and not os.path.exists(local):
         raise InputError(f"file not found: {local}", parameter)
+    from .emit_netcdf import open_if_emit  # EMIT netCDF swaths: spectral bands in sensor geometry
+
+    emit = open_if_emit(path, parameter)
+    if emit is not None:
+        return emit
     try:
         ds = gdal.Open(path, gdal.GA_ReadOnly)
     except RuntimeError as exc:
@@ -176,6 +181,20 @@ def read_block(ds, window, bands=None):
         raw = raw * scales[:, None, None].astype(np.float32) + offsets[:, None, None].astype(np.float32)
     raw[:, ~valid] = np.nan
     return raw, valid
+
+
+def release_read_cache(ds, window):
+    """Drop ``ds``'s cached blocks once a top-to-bottom scan has moved past them.
+
+    GDAL's block cache would otherwise grow to GDAL_CACHEMAX (5 % of RAM by default) on large scenes
+    and dominate peak memory. Called after reading ``window``; flushes when the window ends in a
+    different row of source blocks than it started (a partly read block is re-read at most once)."""
+    if ds is None:
+        return
+    block_h = ds.GetRasterBand(1).GetBlockSize()[1] or 1
+    if (window.yoff + window.ysize) // block_h != window.yoff // block_h or \
+            window.yoff + window.ysize >= ds.RasterYSize:
+        ds.FlushCache()
 
 
 def valid_mask(block, nodata=None):
@@ -300,6 +319,10 @@ class RasterWriter:
         for i in range(self.bands):
             self.ds.GetRasterBand(i + 1).WriteArray(
                 array[i].astype(self.dtype, copy=False), window.xoff, window.yoff)
+        bottom = window.yoff + window.ysize
+        if window.xoff + window.xsize >= self.grid.width and (bottom % self.tile == 0 or bottom >= self.grid.height):
+            # a row of tiles is complete: compress it to disk and free it from GDAL's block cache
+            self.ds.FlushCache()
 
     def band(self, index):
         """The GDAL band (1-based) for setting descriptions, metadata or colour tables."""

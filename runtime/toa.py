@@ -440,6 +440,8 @@ def toa_reflectance(input_path, output_path, observation=None, irradiance=None, 
             rho[:, ~ok] = NODATA
             valid_pixels += int(ok.sum())
             writer.write(win, rho)
+            raster_io.release_read_cache(ds, win)
+            raster_io.release_read_cache(conv.observation_ds, win)
             monitor.progress((i + 1) / len(windows))
     return {"output": output_path, "bands": nb, "earth_sun_distance": conv.earth_sun_distance,
             "solar_zenith": conv.solar_zenith, "valid_pixels": valid_pixels, "notes": conv.notes}

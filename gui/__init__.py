@@ -1,0 +1,1 @@
+"""QGIS desktop-only parts of the plugin (never imported by ``qgis_process`` runs)."""

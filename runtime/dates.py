@@ -1,0 +1,154 @@
+"""Acquisition dates of time-series rasters: from a parameter, raster metadata or file names.
+
+Order of precedence (first that gives a date for every raster wins):
+
+1. the ``DATES`` parameter: comma-separated ISO dates (``2016-05-06, 2016-05-16`` or
+   ``20160506``; a time part such as ``T10:05:27`` is ignored);
+2. raster metadata: dataset keys ``ACQUISITION_DATE``, ``ACQUISITION_TIME``, ``DATE_ACQUIRED``,
+   ``SENSING_TIME``, ``SENSING_DATE``, ``DATATAKE_SENSING_START``, ``PRODUCT_START_TIME``,
+   ``START_TIME``, ``DATE``, ``TIFFTAG_DATETIME`` (``YYYY:MM:DD HH:MM:SS``), and the ENVI header
+   ``acquisition time``;
+3. the file name: ``YYYYMMDD`` or ``YYYY-MM-DD`` / ``YYYY_MM_DD`` (a valid calendar date not
+   embedded in a longer run of digits).
+
+Dates are ``datetime.date`` objects (day precision). Everything here is QGIS-free.
+"""
+import datetime as _dt
+import os
+import re
+
+from .errors import InputError
+
+METADATA_KEYS = ("ACQUISITION_DATE", "ACQUISITION_TIME", "DATE_ACQUIRED", "SENSING_TIME", "SENSING_DATE",
+                 "DATATAKE_SENSING_START", "PRODUCT_START_TIME", "START_TIME", "DATE", "DATETIME",
+                 "TIFFTAG_DATETIME")
+_ENVI_KEYS = ("acquisition_time", "acquisition time", "acquisition_date")
+_ISO = re.compile(r"(?<!\d)(\d{4})[-_:/.]?(\d{2})[-_:/.]?(\d{2})(?!\d)")
+_NAME = re.compile(r"(?<!\d)(\d{4})(?:(\d{2})(\d{2})|[-_](\d{2})[-_](\d{2}))(?!\d)")
+
+
+def parse_date(text):
+    """One date from text such as ``2016-05-06``, ``2016-05-06T10:05:27Z``, ``20160506`` or
+    ``2016:05:06 10:05:27``; ``None`` when no valid calendar date is found."""
+    if isinstance(text, _dt.datetime):
+        return text.date()
+    if isinstance(text, _dt.date):
+        return text
+    if text is None:
+        return None
+    for m in _ISO.finditer(str(text).strip()):
+        try:
+            return _dt.date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+        except ValueError:
+            continue
+    return None
+
+
+def parse_dates_list(text, parameter="DATES"):
+    """Comma- (or semicolon-/whitespace-) separated dates → list of dates; [] for empty text.
+    An unparsable entry raises :class:`InputError` naming ``parameter``."""
+    if text is None:
+        return []
+    if isinstance(text, (list, tuple)):
+        items = [str(t) for t in text]
+    else:
+        items = [t for t in re.split(r"[,;\s]+", str(text).strip()) if t]
+    dates = []
+    for i, item in enumerate(items):
+        d = parse_date(item)
+        if d is None:
+            raise InputError(f"entry {i + 1} ('{item[:40]}') is not a date; expected comma-separated ISO "
+                             "dates such as 2016-05-06, 2016-05-16.", parameter)
+        dates.append(d)
+    return dates
+
+
+def date_from_metadata(ds):
+    """Acquisition date from a GDAL dataset's metadata (see module docstring), or ``None``."""
+    md = {k.upper(): v for k, v in (ds.GetMetadata() or {}).items()}
+    for key in METADATA_KEYS:
+        if key in md:
+            d = parse_date(md[key])
+            if d is not None:
+                return d
+    try:
+        envi = {k.lower(): v for k, v in (ds.GetMetadata("ENVI") or {}).items()}
+    except Exception:  # noqa: BLE001 - some drivers reject unknown domains
+        envi = {}
+    for key in _ENVI_KEYS:
+        if key in envi:
+            d = parse_date(envi[key])
+            if d is not None:
+                return d
+    return None
+
+
+def date_from_filename(path):
+    """Date in a file name (``YYYYMMDD`` or ``YYYY-MM-DD``/``YYYY_MM_DD``), or ``None``."""
+    name = os.path.basename(str(path).split("|")[0])
+    for m in _NAME.finditer(name):
+        y, mo, d = m.group(1), m.group(2) or m.group(4), m.group(3) or m.group(5)
+        try:
+            date = _dt.date(int(y), int(mo), int(d))
+        except ValueError:
+            continue
+        if 1950 <= date.year <= 2100:
+            return date
+    return None
+
+
+def resolve_dates(count, dates_text=None, datasets=None, paths=None, parameter="DATES", input_parameter="INPUT"):
+    """``count`` acquisition dates: from ``dates_text`` if given, else per raster from metadata
+    (``datasets``) or file names (``paths``). Returns ``(dates, source)`` with ``source`` one of
+    ``"parameter"``, ``"metadata"``, ``"filename"``, ``"metadata+filename"``.
+
+    Raises :class:`InputError` naming ``parameter`` when the count differs from ``count`` or no
+    date can be found for some raster."""
+    given = parse_dates_list(dates_text, parameter)
+    if given:
+        if len(given) != count:
+            raise InputError(f"{len(given)} dates given but the input has {count} dates (one per raster, "
+                             "or bands / channels for a stack); give exactly one date per acquisition.",
+                             parameter)
+        return given, "parameter"
+    datasets = list(datasets or [])
+    paths = list(paths or [])
+    if len(datasets) != count and len(paths) != count:
+        raise InputError(f"no dates given: a multiband stack with {count} dates needs the {parameter} "
+                         "parameter (comma-separated ISO dates, one per date).", parameter)
+    dates, sources = [], set()
+    for i in range(count):
+        d = date_from_metadata(datasets[i]) if i < len(datasets) else None
+        if d is not None:
+            sources.add("metadata")
+        else:
+            d = date_from_filename(paths[i]) if i < len(paths) else None
+            if d is not None:
+                sources.add("filename")
+        if d is None:
+            name = os.path.basename(str(paths[i])) if i < len(paths) else f"raster {i + 1}"
+            raise InputError(f"no acquisition date found for {name} (no ACQUISITION_DATE / TIFFTAG_DATETIME / "
+                             "ENVI acquisition time metadata and no YYYYMMDD or YYYY-MM-DD in the file name); "
+                             "give the dates as comma-separated ISO dates.", parameter)
+        dates.append(d)
+    return dates, "+".join(s for s in ("metadata", "filename") if s in sources)
+
+
+def positions(dates, policy="day_of_year", reference=None):
+    """Positions in days for the temporal positional encoding, as a model card's ``dates_policy``
+    asks: ``day_of_year`` (1-366), ``days_since_first`` (first date = 0) or
+    ``days_since_reference`` (days after ``reference``, an ISO date). Returns a float32 array."""
+    import numpy as np
+
+    dates = [parse_date(d) for d in dates]
+    if policy == "day_of_year":
+        return np.array([d.timetuple().tm_yday for d in dates], np.float32)
+    if policy == "days_since_first":
+        first = min(dates)
+        return np.array([(d - first).days for d in dates], np.float32)
+    if policy == "days_since_reference":
+        ref = parse_date(reference)
+        if ref is None:
+            raise ValueError("days_since_reference needs a reference date")
+        return np.array([(d - ref).days for d in dates], np.float32)
+    raise ValueError(f"unknown dates policy {policy!r}")

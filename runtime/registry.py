@@ -1,0 +1,228 @@
+"""Model registry: find ONNX models and their cards by id or path.
+
+Sources, in order of precedence for duplicate ids:
+
+1. the plugin's model store ``<plugin>/models/<id>.onnx`` (origin ``"plugin store"``);
+2. user model folders: ``SPECTRALTF_MODEL_DIR`` (several separated by ``os.pathsep``), folders set
+   with :func:`set_user_dirs` (the Processing setting) and the ``extra_dirs`` argument
+   (origin ``"user folder"``);
+3. installed Python packages that ship ONNX models, adapted to the card schema without importing
+   them (origin ``"package <name>"``): ``ukis-csmask`` (ids ``ukis-csmask-{6b,4b}-{l2a,l1c}``).
+
+``resolve(value)`` accepts a registry id or the path of an ``.onnx`` file.
+"""
+import importlib.util
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Optional
+
+from . import model_card
+from .errors import ModelError
+
+PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STORE_DIR = os.path.join(PLUGIN_DIR, "models")
+ENV_DIRS = "SPECTRALTF_MODEL_DIR"
+
+_user_dirs = []
+
+
+@dataclass
+class ModelEntry:
+    """A registered model: ``id``, ``path`` (.onnx), ``card`` (validated dict), ``origin``
+    (where it was found) and ``error`` (why its card is unusable; ``card`` is then ``{}``)."""
+
+    id: str
+    path: str
+    card: dict = field(default_factory=dict)
+    origin: str = ""
+    error: Optional[str] = None
+
+    def as_dict(self):
+        return {"id": self.id, "path": self.path, "origin": self.origin, "error": self.error, "card": self.card}
+
+
+def set_user_dirs(dirs):
+    """Folders searched for user models (the plugin's Processing setting calls this)."""
+    _user_dirs[:] = [str(d) for d in (dirs or []) if str(d).strip()]
+
+
+def user_dirs(extra_dirs=None):
+    env = [d for d in os.environ.get(ENV_DIRS, "").split(os.pathsep) if d.strip()]
+    out = []
+    for d in env + list(_user_dirs) + [str(x) for x in (extra_dirs or [])]:
+        d = os.path.abspath(os.path.expanduser(d))
+        if d not in out:
+            out.append(d)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# ukis-csmask adapter
+# ---------------------------------------------------------------------------------------------
+#: Centre wavelengths (nm) for the ukis-csmask band names (Sentinel-2 MSI values; the models are
+#: trained on Sentinel-2 and Landsat 5/7/8, whose bands are within the matching tolerance).
+UKIS_BANDS = {
+    "blue": (490.0, 65.0), "green": (560.0, 35.0), "red": (665.0, 30.0), "nir": (842.0, 115.0),
+    "swir16": (1610.0, 90.0), "swir22": (2190.0, 180.0),
+}
+UKIS_CLASSES = [
+    {"value": 0, "name": "clear", "color": [60, 160, 60, 255]},
+    {"value": 1, "name": "cloud", "color": [255, 255, 255, 255]},
+    {"value": 2, "name": "cloud shadow", "color": [90, 60, 140, 255]},
+]
+
+
+def package_dir(name):
+    """Installed folder of a top-level package, located without importing it (None if absent)."""
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return list(spec.submodule_search_locations)[0]
+
+
+def ukis_card(json_path, onnx_name):
+    """Segmentation card for one ukis-csmask model, built from its JSON (band order, mean/std,
+    target size, version) and the preprocessing in ``ukis_csmask/mask.py``: reflectance in [0, 1]
+    (no scaling), ``(x - mean) / std`` per band, 256×256 tiles with 20 % overlap on a grid starting
+    51 px before the raster with symmetric padding (tiling scheme ``padded``), Tukey-window
+    blending of softmax probabilities, argmax, class ids 0 = background (clear), 1 = cloud,
+    2 = cloud shadow. ``CSmask.valid`` (buffered binary mask) is a separate post-processing step
+    and not part of the class map."""
+    with open(json_path, encoding="utf-8") as f:
+        meta = json.load(f)
+    data = meta["data"]
+    names = list(data["dataset_statistics"]["band_names"])
+    mean, std = data["dataset_statistics"]["img"]
+    stem = os.path.splitext(onnx_name)[0]  # model_6b_l2a
+    _, nb, level = stem.split("_")
+    return {
+        "id": f"ukis-csmask-{nb}-{level}",
+        "name": f"ukis-csmask {nb[0]}-band {level.upper()} cloud and cloud-shadow mask",
+        "version": str(meta.get("model", {}).get("version", "")),
+        "task": "segmentation",
+        "source": "https://github.com/dlr-eoc/ukis-csmask (installed Python package ukis-csmask)",
+        "license": "Apache-2.0",
+        "description": (
+            f"U-Net ({meta.get('model', {}).get('encoder_name', 'efficientnet-b4')}) segmenting clouds and cloud "
+            f"shadows in {level.upper()} Sentinel-2 / Landsat 5-9 images at about 30 m. Input: "
+            f"{', '.join(names)} reflectance in [0, 1]; preprocessing as ukis_csmask.CSmask "
+            "((x - mean) / std, 256 px tiles, 20 % overlap, softmax, smooth blending, argmax)."),
+        "trained_on": "Sentinel-2, Landsat 5/7/8",
+        "input": {
+            "tensor": "input", "layout": "NCHW", "frames": 1,
+            "tile_size": [int(v) for v in data["target_size"]][::-1],
+            "bands": [{"name": n, "wavelength_nm": UKIS_BANDS[n][0], "fwhm_nm": UKIS_BANDS[n][1]} for n in names],
+            "scale": 1.0, "offset": 0.0, "mean": list(mean), "std": list(std), "nodata": "mask",
+        },
+        "output": {"tensor": "output", "kind": "logits", "classes": UKIS_CLASSES},
+        "tiling": {"overlap": 0.2, "crop": 0, "scheme": "padded"},
+    }
+
+
+def ukis_models(parameter="MODEL"):
+    folder = package_dir("ukis_csmask")
+    if not folder:
+        return []
+    out = []
+    for nb in ("6b", "4b"):
+        for level in ("l2a", "l1c"):
+            onnx_path = os.path.join(folder, f"model_{nb}_{level}.onnx")
+            json_path = os.path.join(folder, f"model_{nb}_{level}.json")
+            if not (os.path.isfile(onnx_path) and os.path.isfile(json_path)):
+                continue
+            mid = f"ukis-csmask-{nb}-{level}"
+            try:
+                card = model_card.validate_card(ukis_card(json_path, os.path.basename(onnx_path)), parameter)
+                out.append(ModelEntry(mid, onnx_path, card, "package ukis-csmask"))
+            except (OSError, ValueError, KeyError, TypeError, ModelError) as exc:
+                out.append(ModelEntry(mid, onnx_path, {}, "package ukis-csmask", f"cannot adapt: {exc}"))
+    return out
+
+
+PACKAGE_ADAPTERS = (ukis_models,)
+
+
+# ---------------------------------------------------------------------------------------------
+# Listing and resolving
+# ---------------------------------------------------------------------------------------------
+def _folder_models(folder, origin, parameter="MODEL"):
+    if not os.path.isdir(folder):
+        return []
+    out = []
+    for name in sorted(os.listdir(folder)):
+        if not name.lower().endswith(".onnx"):
+            continue
+        path = os.path.join(folder, name)
+        out.append(_entry_for_path(path, origin, parameter))
+    return out
+
+
+def _entry_for_path(path, origin, parameter="MODEL"):
+    try:
+        card = model_card.load_card(path, parameter)
+        return ModelEntry(card["id"], path, card, origin)
+    except ModelError as exc:
+        return ModelEntry(os.path.splitext(os.path.basename(path))[0], path, {}, origin, str(exc))
+
+
+def list_models(extra_dirs=None, include_invalid=True):
+    """Every registered model (store, user folders, packages); the first of duplicate ids wins.
+    Models whose card is unusable are included with ``error`` set unless ``include_invalid`` is
+    False."""
+    entries = _folder_models(STORE_DIR, "plugin store")
+    for d in user_dirs(extra_dirs):
+        entries += _folder_models(d, f"user folder {d}")
+    for adapter in PACKAGE_ADAPTERS:
+        entries += adapter()
+    seen, out = set(), []
+    for e in entries:
+        if e.id in seen or (e.error and not include_invalid):
+            continue
+        seen.add(e.id)
+        out.append(e)
+    return out
+
+
+def _package_entry_for(path):
+    real = os.path.realpath(path)
+    for adapter in PACKAGE_ADAPTERS:
+        for e in adapter():
+            if os.path.realpath(e.path) == real:
+                return e
+    return None
+
+
+def resolve(value, parameter="MODEL", extra_dirs=None, task=None):
+    """The :class:`ModelEntry` for ``value`` (a registry id or the path of an .onnx file).
+
+    Raises ModelError naming ``parameter`` when nothing matches, the card is unusable, or ``task``
+    is given and the card's task differs."""
+    if value is None or str(value).strip() == "":
+        raise ModelError("no model given; expected a model id (see 'List models') or the path of an .onnx file.",
+                         parameter)
+    value = str(value).strip()
+    looks_like_path = value.lower().endswith(".onnx") or os.sep in value or "/" in value
+    if looks_like_path or os.path.isfile(value):
+        path = os.path.abspath(os.path.expanduser(value))
+        if not os.path.isfile(path):
+            raise ModelError(f"model file not found: {path}", parameter)
+        entry = _package_entry_for(path) or _entry_for_path(path, "file", parameter)
+        if entry.error:
+            raise ModelError(entry.error, parameter)
+    else:
+        entries = {e.id: e for e in list_models(extra_dirs)}
+        entry = entries.get(value)
+        if entry is None:
+            known = ", ".join(sorted(entries)) or "none"
+            raise ModelError(f"no model with id '{value}' is registered (known: {known}); give a registered id "
+                             "or the path of an .onnx file.", parameter)
+        if entry.error:
+            raise ModelError(entry.error, parameter)
+    if task is not None and entry.card.get("task") != task:
+        raise ModelError(f"model '{entry.id}' is a '{entry.card.get('task')}' model; this algorithm needs a "
+                         f"'{task}' model.", parameter)
+    return entry

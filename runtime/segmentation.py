@@ -1,0 +1,359 @@
+"""Tiled semantic segmentation of rasters with an ONNX model described by a model card.
+
+:func:`run_segmentation` streams the raster(s) one row of tiles at a time: it reads the window rows
+of every input date, normalises them as the card says, runs the model on fixed-size tiles (batches
+of ``batch_size``), blends the class probabilities of overlapping tiles with the weights of
+:mod:`.tiling`, and writes the rows that no later tile can touch. Only one accumulation strip of
+``tile height`` rows × raster width × classes is kept, so memory does not grow with the raster
+height.
+
+Preprocessing per model band ``c``: ``x = (v · scale_c + offset_c − mean_c) / std_c`` where ``v``
+is the stored value after GDAL scale/offset. Pixels that are nodata (or NaN) in any band of any
+date are filled with ``fill_value`` for the model and written as nodata (255 in the class map).
+Tiles that contain only nodata are not run.
+
+Outputs: class map (uint8, class values from the card, 255 = nodata, colour table + ``.qml``),
+optional per-class probabilities (float32, one band per class, −9999 nodata) and confidence (float32
+max probability, −9999 nodata).
+"""
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import band_matching, registry, tiling
+from .errors import InputError, ModelError
+from .monitor import ensure
+from .onnx_backend import load_session
+from .raster_io import Grid, OutputSet, RasterWriter, Window, gdal, open_raster, read_block
+
+CLASS_NODATA = 255
+FLOAT_NODATA = -9999.0
+TASK = "segmentation"
+
+
+@dataclass
+class SegmentationResult:
+    """Summary of a run: output paths, per-class pixel counts, tiles run/skipped, provider."""
+
+    outputs: dict
+    model_id: str
+    class_counts: dict = field(default_factory=dict)
+    valid_pixels: int = 0
+    tiles_run: int = 0
+    tiles_skipped: int = 0
+    provider: str = ""
+    band_matches: list = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _same_grid(a, b):
+    if not a.same_size(b):
+        return False
+    if (a.geotransform is None) != (b.geotransform is None):
+        return False
+    if a.geotransform is not None and not np.allclose(a.geotransform, b.geotransform, rtol=0, atol=1e-9 * max(
+            1.0, max(abs(v) for v in a.geotransform))):
+        return False
+    return True
+
+
+def softmax(x, axis=1):
+    """Numerically stable softmax along ``axis`` (float32)."""
+    x = x.astype(np.float32, copy=False)
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def to_probabilities(raw, kind, n_classes):
+    """Model output (N, K, H, W) → class probabilities (N, n_classes, H, W) per the card's kind."""
+    if kind == "logits":
+        return softmax(raw, axis=1)
+    if kind == "sigmoid":
+        p = 1.0 / (1.0 + np.exp(-raw.astype(np.float32)))
+        if raw.shape[1] == 1 and n_classes == 2:
+            return np.concatenate([1.0 - p, p], axis=1)
+        return p
+    return raw.astype(np.float32, copy=False)
+
+
+def assemble(tiles, layout, stacking):
+    """Stack tiles (N, T, C, H, W) into the model's input layout."""
+    n, t, c, h, w = tiles.shape
+    if layout == "NCTHW":
+        return np.ascontiguousarray(tiles.transpose(0, 2, 1, 3, 4))
+    if layout == "NTCHW":
+        return np.ascontiguousarray(tiles)
+    if stacking == "band-major":  # channel index = c * T + t
+        return np.ascontiguousarray(tiles.transpose(0, 2, 1, 3, 4)).reshape(n, c * t, h, w)
+    return tiles.reshape(n, t * c, h, w)  # date-major: channel index = t * C + c
+
+
+class ModelRunner:
+    """An ONNX session checked against the card; :meth:`probabilities` runs a batch of tiles."""
+
+    def __init__(self, entry, device="auto", threads=None):
+        self.entry = entry
+        card = entry.card
+        self.inp, self.out = card["input"], card["output"]
+        self.session = load_session(entry.path, device, threads, "MODEL")
+        inputs = self.session.session.get_inputs()
+        outputs = self.session.session.get_outputs()
+        self.input_name = self.inp["tensor"] or inputs[0].name
+        self.output_name = self.out["tensor"] or outputs[0].name
+        by_name = {i.name: i for i in inputs}
+        if len(inputs) != 1:
+            raise ModelError(f"segmentation models must have one input tensor; this one has {len(inputs)} "
+                             f"({', '.join(by_name)}).", "MODEL")
+        if self.input_name not in by_name:
+            raise ModelError(f"the card names input tensor '{self.input_name}' but the model has "
+                             f"{', '.join(by_name)}.", "MODEL")
+        if self.output_name not in {o.name for o in outputs}:
+            raise ModelError(f"the card names output tensor '{self.output_name}' but the model has "
+                             f"{', '.join(o.name for o in outputs)}.", "MODEL")
+        c, t = len(self.inp["bands"]), self.inp["frames"]
+        th, tw = self.inp["tile_size"]
+        layout = self.inp["layout"]
+        expected = {"NCHW": [None, c * t, th, tw], "NCTHW": [None, c, t, th, tw], "NTCHW": [None, t, c, th, tw]}[layout]
+        shape = list(by_name[self.input_name].shape)
+        if len(shape) != len(expected):
+            raise ModelError(f"input '{self.input_name}' has rank {len(shape)} {shape}, but the card's layout {layout} "
+                             f"needs rank {len(expected)} {expected[1:]}; this is not a {TASK} model for this card.",
+                             "MODEL")
+        for dim, want in zip(shape[1:], expected[1:]):
+            if isinstance(dim, int) and dim > 0 and dim != want:
+                raise ModelError(f"input '{self.input_name}' has shape {shape} but the card describes "
+                                 f"{expected[1:]} ({layout}, {c} bands, {t} frame(s), tile {th}x{tw}).", "MODEL")
+        oshape = list(next(o for o in outputs if o.name == self.output_name).shape)
+        if len(oshape) != 4:
+            raise ModelError(f"output '{self.output_name}' has rank {len(oshape)} {oshape}; a {TASK} model must "
+                             "output (N, classes, H, W).", "MODEL")
+        self.n_classes = len(self.out["classes"])
+        self.layout, self.stacking = layout, self.inp["stacking"]
+
+    @property
+    def provider(self):
+        return self.session.active_provider
+
+    def probabilities(self, tiles):
+        """tiles (N, T, C, H, W) float32 → probabilities (N, classes, H, W) float32."""
+        x = assemble(tiles, self.layout, self.stacking)
+        try:
+            raw = self.session.run([self.output_name], {self.input_name: x})[0]
+        except Exception as exc:  # onnxruntime raises its own types
+            raise ModelError(f"the model failed on a {tuple(x.shape)} input ({str(exc).splitlines()[0][:300]}).",
+                             "MODEL") from None
+        raw = np.asarray(raw)
+        k = raw.shape[1] if raw.ndim == 4 else None
+        ok_k = k == self.n_classes or (self.out["kind"] == "sigmoid" and k == 1 and self.n_classes == 2)
+        if raw.ndim != 4 or not ok_k or raw.shape[0] != x.shape[0] or raw.shape[2:] != x.shape[-2:]:
+            raise ModelError(f"the model output has shape {tuple(raw.shape)}; expected ({x.shape[0]}, "
+                             f"{self.n_classes}, {x.shape[-2]}, {x.shape[-1]}) for the card's "
+                             f"{self.n_classes} classes.", "MODEL")
+        return to_probabilities(raw, self.out["kind"], self.n_classes)
+
+
+def open_inputs(inputs, card, bands=None, monitor=None):
+    """Open the input rasters (one per model frame), check their grids and match bands.
+    Returns (datasets, band lists, match descriptions)."""
+    monitor = ensure(monitor)
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    inputs = [str(p) for p in (inputs or []) if str(p).strip()]
+    frames = card["input"]["frames"]
+    if not inputs:
+        raise InputError("no raster given; expected " + ("one raster." if frames == 1 else
+                                                         f"{frames} rasters in date order."), "INPUT")
+    if len(inputs) != frames:
+        what = ("a single-date model: give one raster" if frames == 1 else
+                f"a multi-temporal model with {frames} dates: give {frames} rasters on the same grid, in date order")
+        raise InputError(f"{len(inputs)} raster(s) given, but '{card['id']}' is {what}.", "INPUT")
+    datasets = [open_raster(p, "INPUT") for p in inputs]
+    grid0 = Grid.of(datasets[0])
+    for p, ds in zip(inputs[1:], datasets[1:]):
+        g = Grid.of(ds)
+        if not _same_grid(grid0, g):
+            raise InputError(f"{os.path.basename(p)} ({g.width}x{g.height}, geotransform {g.geotransform}) is not on the "
+                             f"grid of {os.path.basename(inputs[0])} ({grid0.width}x{grid0.height}, geotransform "
+                             f"{grid0.geotransform}); resample all dates to one grid first.", "INPUT")
+    explicit = band_matching.parse_band_list(bands)
+    band_lists, matches = [], []
+    for i, (p, ds) in enumerate(zip(inputs, datasets)):
+        picked, how = band_matching.match_bands(ds, card["input"]["bands"], explicit, p)
+        band_lists.append(picked)
+        label = f"date {i + 1} " if frames > 1 else ""
+        matches.append(f"{label}{os.path.basename(p)}: bands {how}")
+        monitor.info(f"Band matching {matches[-1]}")
+    return datasets, band_lists, matches
+
+
+def _write_styles(paths, classes):
+    try:
+        from . import styles
+    except ImportError:  # styles module not available: outputs still carry a GDAL colour table
+        return
+    if paths.get("classes"):
+        entries = [(c["value"], c["name"], tuple(c["color"])) for c in classes]
+        entries.append((CLASS_NODATA, "no data", (0, 0, 0, 0)))
+        styles.write_class_qml(styles.qml_path_for(paths["classes"]), entries)
+    if paths.get("confidence"):
+        styles.write_pseudocolor_qml(styles.qml_path_for(paths["confidence"]), 0.0, 1.0)
+
+
+def _color_table(classes):
+    ct = gdal.ColorTable()
+    for c in classes:
+        ct.SetColorEntry(int(c["value"]), tuple(int(v) for v in c["color"]))
+    ct.SetColorEntry(CLASS_NODATA, (0, 0, 0, 0))
+    return ct
+
+
+def run_segmentation(inputs, model, outputs, bands=None, overlap=None, crop=None, batch_size=4,
+                     device="auto", threads=None, monitor=None, extra_dirs=None):
+    """Segment ``inputs`` (one raster path, or one per model date, in date order) with ``model``.
+
+    ``outputs``: dict with ``classes`` (required path), optional ``probabilities`` and
+    ``confidence`` paths. ``bands``: optional "2,3,4" list of 1-based band numbers per model band.
+    ``overlap``: tile overlap in pixels (>= 1) or as a fraction of the tile (< 1); default from the
+    card. ``crop``: border crop in pixels (default from the card). ``batch_size``: tiles per model
+    call. ``device``: auto/cpu/cuda. Returns :class:`SegmentationResult`."""
+    t_start = time.perf_counter()
+    monitor = ensure(monitor)
+    entry = registry.resolve(model, "MODEL", extra_dirs, task=TASK)
+    card = entry.card
+    inp, classes = card["input"], card["output"]["classes"]
+    monitor.info(f"Model {entry.id} ({entry.origin}): {entry.path}")
+    if not outputs or not outputs.get("classes"):
+        raise InputError("no output path given for the class map.", "OUTPUT")
+    datasets, band_lists, matches = open_inputs(inputs, card, bands, monitor)
+    grid = Grid.of(datasets[0])
+    height, width = grid.height, grid.width
+
+    if batch_size is None:
+        batch_size = 4
+    if int(batch_size) < 1:
+        raise InputError(f"batch size must be at least 1 (got {batch_size}).", "BATCH_SIZE")
+    batch_size = int(batch_size)
+    ov = card["tiling"]["overlap"] if overlap is None else overlap
+    cr = card["tiling"]["crop"] if crop is None else crop
+    th, tw = inp["tile_size"]
+    try:
+        plan = tiling.make_plan(height, width, (th, tw), ov, cr, card["tiling"]["scheme"])
+    except ValueError as exc:
+        raise InputError(f"{exc} (tile {th}x{tw} px from the model card).", "TILE_OVERLAP") from None
+    monitor.info(f"Tiling ({plan.scheme}): {len(plan.rows)} x {len(plan.cols)} tiles of {th}x{tw} px, overlap "
+                 f"{plan.overlap} px, border crop {plan.crop} px" + (
+                     " (raster smaller than a tile: reflect padding)" if height < th or width < tw else ""))
+
+    runner = ModelRunner(entry, device, threads)
+    monitor.info(runner.session.describe())
+
+    nb, nf, k = len(inp["bands"]), inp["frames"], len(classes)
+    scale = np.asarray(inp["scale"], np.float32)[:, None, None]
+    offset = np.asarray(inp["offset"], np.float32)[:, None, None]
+    mean = np.asarray(inp["mean"], np.float32)[:, None, None]
+    std = np.asarray(inp["std"], np.float32)[:, None, None]
+    values = np.array([c["value"] for c in classes], dtype=np.uint8)
+    fill = np.float32(inp["fill_value"])
+
+    result = SegmentationResult(dict(outputs), entry.id, provider=runner.provider, band_matches=matches)
+    counts = np.zeros(k, dtype=np.int64)
+    acc = np.zeros((k, th, width), dtype=np.float32)  # accumulation strip, origin row `origin`
+    wsum = np.zeros((th, width), dtype=np.float32)
+    origin = 0
+    meta = {"model_id": entry.id, "model_version": card.get("version", ""), "model_source": card.get("source", ""),
+            "classes": ", ".join(f"{c['value']}={c['name']}" for c in classes)}
+
+    with OutputSet() as out:
+        w_cls = out.add(RasterWriter(outputs["classes"], grid, 1, np.uint8, CLASS_NODATA, "OUTPUT"))
+        w_cls.set_band_descriptions(["class"])
+        w_cls.band(1).SetColorTable(_color_table(classes))
+        names = [""] * 256
+        for c in classes:
+            names[c["value"]] = c["name"]
+        names[CLASS_NODATA] = "no data"
+        w_cls.band(1).SetCategoryNames(names[: CLASS_NODATA + 1])
+        w_cls.set_metadata(meta)
+        w_prob = w_conf = None
+        if outputs.get("probabilities"):
+            w_prob = out.add(RasterWriter(outputs["probabilities"], grid, k, np.float32, FLOAT_NODATA,
+                                          "OUTPUT_PROBABILITIES"))
+            w_prob.set_band_descriptions([c["name"] for c in classes])
+            w_prob.set_metadata(meta)
+        if outputs.get("confidence"):
+            w_conf = out.add(RasterWriter(outputs["confidence"], grid, 1, np.float32, FLOAT_NODATA,
+                                          "OUTPUT_CONFIDENCE"))
+            w_conf.set_band_descriptions(["confidence (max class probability)"])
+            w_conf.set_metadata(meta)
+
+        for ri, y0 in enumerate(plan.rows):
+            monitor.check()
+            ridx = plan.row_index(y0)
+            r0, r1 = plan.inside(y0, th, height)
+            lo, hi = min(int(ridx.min()), y0 + r0), max(int(ridx.max()) + 1, y0 + r1)
+            win = Window(0, lo, width, hi - lo)
+            block = np.empty((nf, nb, hi - lo, width), dtype=np.float32)
+            valid_block = np.ones((hi - lo, width), dtype=bool)
+            for f, (ds, bl) in enumerate(zip(datasets, band_lists)):
+                v, ok = read_block(ds, win, bl)
+                valid_block &= ok
+                block[f] = (v * scale + offset - mean) / std
+            block[:, :, ~valid_block] = fill
+            rows_x = block[:, :, ridx - lo]          # (F, C, tile_h, width): the tile rows incl. padding
+            rows_valid = valid_block[y0 + r0 - lo:y0 + r1 - lo]  # raster rows inside the windows
+            del block
+
+            pending = []
+            for x0 in plan.cols:
+                c0, c1 = plan.inside(x0, tw, width)
+                if not rows_valid[:, x0 + c0:x0 + c1].any():
+                    result.tiles_skipped += 1
+                    continue
+                pending.append(x0)
+            for b0 in range(0, len(pending), batch_size):
+                monitor.check()
+                cols = pending[b0:b0 + batch_size]
+                tiles = np.stack([rows_x[..., plan.col_index(x0)] for x0 in cols])
+                probs = runner.probabilities(tiles)
+                for p, x0 in zip(probs, cols):
+                    c0, c1 = plan.inside(x0, tw, width)
+                    w = plan.weight(y0, x0)[r0:r1, c0:c1]
+                    a0, a1 = y0 + r0 - origin, y0 + r1 - origin
+                    acc[:, a0:a1, x0 + c0:x0 + c1] += p[:, r0:r1, c0:c1] * w
+                    wsum[a0:a1, x0 + c0:x0 + c1] += w
+                result.tiles_run += len(cols)
+
+            start, stop = plan.final_rows(ri)
+            n = stop - start
+            if n > 0:
+                ws = wsum[:n]
+                ok = rows_valid[start - (y0 + r0):stop - (y0 + r0)] & (ws > 0)
+                prob = acc[:, :n] / np.where(ws > 0, ws, 1.0)
+                idx = np.argmax(prob, axis=0)
+                cls = np.where(ok, values[idx], CLASS_NODATA).astype(np.uint8)
+                counts += np.bincount(idx[ok], minlength=k)[:k]
+                out_win = Window(0, start, width, n)
+                w_cls.write(out_win, cls)
+                if w_prob is not None:
+                    w_prob.write(out_win, np.where(ok[None], prob, FLOAT_NODATA))
+                if w_conf is not None:
+                    w_conf.write(out_win, np.where(ok, prob.max(axis=0), FLOAT_NODATA))
+                # shift the accumulation strip to the next tile row
+                acc[:, : th - n] = acc[:, n:].copy()
+                wsum[: th - n] = wsum[n:].copy()
+                acc[:, th - n:] = 0.0
+                wsum[th - n:] = 0.0
+                origin = stop
+            monitor.progress((ri + 1) / len(plan.rows))
+
+    _write_styles(outputs, classes)
+    result.class_counts = {c["name"]: int(n) for c, n in zip(classes, counts)}
+    result.valid_pixels = int(counts.sum())
+    result.seconds = time.perf_counter() - t_start
+    total = max(1, result.valid_pixels)
+    monitor.info("Classes: " + ", ".join(f"{name} {100.0 * n / total:.1f} %" for name, n in
+                                         result.class_counts.items()) + f" of {result.valid_pixels} valid pixels")
+    monitor.info(f"{result.tiles_run} tiles run, {result.tiles_skipped} nodata tiles skipped, "
+                 f"{result.seconds:.1f} s")
+    return result

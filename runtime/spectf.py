@@ -1,0 +1,610 @@
+"""Streaming SpecTf cloud-mask inference over hyperspectral rasters (QGIS-free).
+
+SpecTf takes every band as a token ``[reflectance, wavelength]``, so bands are matched by
+*wavelength*: the input's own band centres (nm) are used after removing the bands inside the model
+card's ``drop_ranges_nm`` (inclusive; EMIT keeps 268 of 285 bands). Other sensors (AVIRIS-NG, EnMAP,
+PRISMA) run with their own wavelengths and a warning that the model was trained on EMIT.
+
+Pipeline (one pass, memory bounded by the block budget whatever the scene size)::
+
+    read block → (radiance → TOA reflectance via ToaConverter) → keep bands → valid pixels
+    → ONNX in batches (cancellable between batches) → write mask / probability / attention
+
+Pixels where any used band is nodata/NaN/Inf are not computed; they are written as nodata (mask 255,
+float outputs −9999). Outputs are written to temporary files and renamed only when the whole run
+succeeded (:class:`~.raster_io.OutputSet`), so an error or cancellation leaves no output.
+
+Model contract (ONNX): inputs ``spectra`` float32 (N, S) TOA reflectance and ``wavelengths`` float32
+(S,) nm; outputs ``probability`` (N,) cloud probability, ``logits`` (N, 2) and ``attention`` (N, S)
+(attention each band receives, mean over heads and query positions).
+
+Entry point: :func:`run_spectf` (used by ``spectraltf:cloudmask`` and ``spectraltf:attentionmaps``).
+"""
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import onnx_backend
+from .errors import InputError, ModelError
+from .monitor import ensure
+from .raster_io import (
+    DEFAULT_BLOCK_BYTES, Grid, OutputSet, RasterWriter, block_rows_for, check_output_path, iter_windows,
+    release_read_cache,
+    open_raster, read_block,
+)
+from .spectral import read_spectral_info, write_spectral_metadata
+
+DEFAULT_MODEL = "spectf-cloud-v0.1.0"
+TASK = "spectral-cloud-mask"
+INPUT_TYPES = ("auto", "radiance", "reflectance")
+#: SpecTf's published band-drop ranges (nm, inclusive), used when a card does not give them.
+DEFAULT_DROP_RANGES_NM = ((0.0, 405.0), (1275.0, 1321.0), (2455.0, 9999.0))
+DEFAULT_THRESHOLD = 0.5
+DEFAULT_BATCH_SIZE = 256
+#: Wavelength mismatch (nm) above which the "trained on EMIT" warning is given.
+WAVELENGTH_TOLERANCE_NM = 1.0
+#: 99th percentile of sampled input values above which data are taken to be radiance (TOA
+#: reflectance rarely exceeds ~1.2 even over bright clouds and snow).
+RADIANCE_MIN_P99 = 1.5
+#: Above this 99th percentile, data declared as reflectance are certainly not reflectance.
+OBVIOUS_RADIANCE_P99 = 2.5
+
+MASK_CLEAR, MASK_CLOUD, MASK_NODATA = 0, 1, 255
+FLOAT_NODATA = -9999.0
+#: Output keys accepted by :func:`run_spectf`.
+OUTPUT_KEYS = ("mask", "probability", "attention", "top_wavelength")
+
+
+# ---------------------------------------------------------------------------------------------
+# model resolution and validation
+# ---------------------------------------------------------------------------------------------
+def _card_from_file(path, session=None):
+    """Model card of ``path`` (sidecar or embedded, via :func:`~.model_card.load_card`), else {}."""
+    from .model_card import load_card
+
+    try:
+        return dict(load_card(path))
+    except ModelError:
+        pass
+    try:  # a card the registry's schema rejects: its SpecTf keys are still checked by SpectfModel
+        card = load_card(path, validate=False)
+        return dict(card) if isinstance(card, dict) else {}
+    except ModelError:
+        return {}
+
+
+def _looks_like_path(value):
+    return value.lower().endswith(".onnx") or os.sep in value or "/" in value or os.path.isfile(value)
+
+
+def resolve_model(value, parameter="MODEL"):
+    """``(path, card, id)`` for a registry id (``spectf-cloud-v0.1.0``) or a path to an .onnx file.
+
+    Ids go through ``registry.resolve``; a path whose card is missing or unusable is still accepted
+    here (card ``{}``) so that :class:`SpectfModel` can judge the ONNX graph itself."""
+    from . import registry
+
+    value = DEFAULT_MODEL if value in (None, "") else str(value).strip()
+    if not _looks_like_path(value):
+        entry = registry.resolve(value, parameter=parameter)
+        return str(entry.path), dict(entry.card or {}), entry.id
+    path = os.path.abspath(os.path.expanduser(value))
+    if not os.path.isfile(path):
+        raise InputError(f"model file not found: {path}", parameter)
+    try:
+        entry = registry.resolve(path, parameter=parameter)
+        return str(entry.path), dict(entry.card or {}), entry.id
+    except ModelError:
+        return path, {}, os.path.splitext(os.path.basename(path))[0]
+
+
+def _dims(arg):
+    return list(getattr(arg, "shape", None) or [])
+
+
+class SpectfModel:
+    """A loaded, validated SpecTf ONNX model with its card.
+
+    Attributes: ``session`` (:class:`~.onnx_backend.Session`), ``card`` (dict), ``id``, ``path``,
+    ``threshold`` (card value or 0.5), ``drop_ranges_nm``, ``trained_wavelengths_nm`` (or None),
+    ``recommended_batch_size``, ``fixed_bands`` (S when the ONNX input has a fixed band count)."""
+
+    def __init__(self, path, card=None, model_id=None, device="auto", threads=None, parameter="MODEL"):
+        self.parameter = parameter
+        self.session = onnx_backend.load_session(path, device, threads, parameter)
+        self.path = self.session.path
+        self.card = dict(card) if card else _card_from_file(self.path, self.session)
+        self.id = model_id or self.card.get("id") or os.path.splitext(os.path.basename(self.path))[0]
+        self._validate()
+
+    @classmethod
+    def load(cls, model, device="auto", threads=None, parameter="MODEL"):
+        """From a registry id, a path, a registry entry (``.path``/``.card``/``.id``) or a SpectfModel."""
+        if isinstance(model, cls):
+            return model
+        if hasattr(model, "path") and hasattr(model, "card"):
+            return cls(model.path, model.card, getattr(model, "id", None), device, threads, parameter)
+        path, card, model_id = resolve_model(model, parameter)
+        return cls(path, card, model_id, device, threads, parameter)
+
+    def _validate(self):
+        s = self.session
+        expected = ("expected inputs spectra (N,S) float32 TOA reflectance and wavelengths (S) nm, "
+                    "outputs probability (N) [, logits (N,2), attention (N,S)]")
+        task = self.card.get("task")
+        if task not in (None, "", TASK):
+            raise ModelError(f"{self.path} is a '{task}' model, not a SpecTf cloud model ({TASK}); {expected}.",
+                             self.parameter)
+        ins, outs = s.inputs, s.outputs
+        ok = ("spectra" in ins and "wavelengths" in ins and "probability" in outs
+              and len(_dims(ins["spectra"])) == 2 and len(_dims(ins["wavelengths"])) == 1)
+        if not ok:
+            got_in = ", ".join(f"{n} {_dims(a)}" for n, a in ins.items())
+            got_out = ", ".join(f"{n} {_dims(a)}" for n, a in outs.items())
+            raise ModelError(f"{self.path} is not a SpecTf cloud model: {expected}; it has inputs {got_in} "
+                             f"and outputs {got_out}.", self.parameter)
+        band_dim = _dims(ins["spectra"])[1]
+        self.fixed_bands = band_dim if isinstance(band_dim, int) and band_dim > 0 else None
+        self.has_attention = "attention" in outs
+
+    @property
+    def threshold(self):
+        t = self.card.get("threshold")
+        return float(t) if isinstance(t, (int, float)) and 0 < t < 1 else None
+
+    @property
+    def drop_ranges_nm(self):
+        ranges = self.card.get("drop_ranges_nm")
+        if isinstance(ranges, (list, tuple)) and all(isinstance(r, (list, tuple)) and len(r) == 2 for r in ranges):
+            return tuple((float(lo), float(hi)) for lo, hi in ranges)
+        return DEFAULT_DROP_RANGES_NM
+
+    @property
+    def trained_wavelengths_nm(self):
+        wl = self.card.get("wavelengths_nm")
+        return np.asarray(wl, dtype=np.float64) if isinstance(wl, (list, tuple)) and wl else None
+
+    @property
+    def recommended_batch_size(self):
+        b = self.card.get("recommended_batch_size")
+        return int(b) if isinstance(b, int) and b > 0 else DEFAULT_BATCH_SIZE
+
+    def predict(self, spectra, wavelengths_nm, attention=False, run_options=None):
+        """Run one batch: ``spectra`` (N, S) reflectance, ``wavelengths_nm`` (S,). Returns
+        ``(probability (N,), attention (N, S) or None)`` float32."""
+        names = ["probability", "attention"] if attention else ["probability"]
+        feeds = {"spectra": np.ascontiguousarray(spectra, dtype=np.float32),
+                 "wavelengths": np.ascontiguousarray(wavelengths_nm, dtype=np.float32)}
+        out = self.session.run(names, feeds, run_options)
+        prob = np.asarray(out[0], dtype=np.float32).reshape(-1)
+        att = np.asarray(out[1], dtype=np.float32) if attention else None
+        return prob, att
+
+
+# ---------------------------------------------------------------------------------------------
+# bands and input type
+# ---------------------------------------------------------------------------------------------
+def keep_bands(wavelength_nm, drop_ranges_nm=DEFAULT_DROP_RANGES_NM):
+    """Boolean mask of bands whose centre (nm) lies outside every inclusive drop range."""
+    wl = np.asarray(wavelength_nm, dtype=np.float64)
+    keep = np.ones(wl.shape, dtype=bool)
+    for lo, hi in drop_ranges_nm:
+        keep &= ~((wl >= lo) & (wl <= hi))
+    return keep
+
+
+def wavelength_mismatch(used_nm, trained_nm, tolerance=WAVELENGTH_TOLERANCE_NM):
+    """Why ``used_nm`` differ from the training wavelengths (a sentence), or None when they match."""
+    if trained_nm is None:
+        return None
+    used_nm = np.asarray(used_nm, dtype=np.float64)
+    if used_nm.size != trained_nm.size:
+        return f"{used_nm.size} bands are used but the model was trained on {trained_nm.size}"
+    diff = float(np.max(np.abs(used_nm - trained_nm)))
+    if diff > tolerance:
+        return f"band centres differ from the training wavelengths by up to {diff:.1f} nm"
+    return None
+
+
+def sample_values(ds, bands, max_side=96):
+    """Valid physical values of the 1-based ``bands`` read on a decimated grid (≤ max_side² pixels)
+    — a cheap look at the value range before the full pass. Returns a 1-D float array."""
+    w, h = ds.RasterXSize, ds.RasterYSize
+    bw, bh = min(w, max_side), min(h, max_side)
+    out = []
+    for b in bands:
+        band = ds.GetRasterBand(int(b))
+        arr = band.ReadAsArray(0, 0, w, h, buf_xsize=bw, buf_ysize=bh).astype(np.float64)
+        nd = band.GetNoDataValue()
+        ok = np.isfinite(arr)
+        if nd is not None and np.isfinite(nd):
+            ok &= arr != nd
+        vals = arr[ok] * (band.GetScale() or 1.0) + (band.GetOffset() or 0.0)
+        out.append(vals)
+    return np.concatenate(out) if out else np.empty(0)
+
+
+def _metadata_hint(ds):
+    """'radiance', 'reflectance' or None from descriptions/units/file name."""
+    texts = [ds.GetDescription() or "", ds.GetRasterBand(1).GetUnitType() or ""]
+    envi = ds.GetMetadata("ENVI") or {}
+    texts += [str(envi.get(k, "")) for k in ("description", "data_units", "radiance_units", "reflectance_scale_factor")]
+    texts += [str(v) for v in (ds.GetMetadata() or {}).values()][:50]
+    text = " ".join(texts).lower()
+    name = os.path.basename(ds.GetDescription() or "").lower()
+    if "radiance" in text or "_rdn" in name or "w/m" in text or "watts" in text:
+        return "radiance"
+    if "reflectance" in text or "_rfl" in name or "toa" in name:
+        return "reflectance"
+    return None
+
+
+def decide_input_type(ds, requested, bands, monitor=None):
+    """Resolve ``requested`` (auto/radiance/reflectance) for ``ds``; logs the decision.
+
+    Auto: the sampled value range decides (99th percentile > 1.5 → radiance), metadata (e.g. the
+    ENVI description "Radiance ...") only when there are no valid values. Reflectance requested for
+    data that are obviously radiance raises :class:`InputError`; doubtful cases warn."""
+    monitor = ensure(monitor)
+    requested = (requested or "auto").lower()
+    if requested not in INPUT_TYPES:
+        raise InputError(f"'{requested}' is not a valid input type; expected one of {', '.join(INPUT_TYPES)}.",
+                         "INPUT_TYPE")
+    values = sample_values(ds, bands)
+    p99 = float(np.percentile(values, 99)) if values.size else None
+    hint = _metadata_hint(ds)
+    stats = f"99th percentile of sampled values {p99:.3g}" if p99 is not None else "no valid values sampled"
+    if requested == "reflectance":
+        if p99 is not None and p99 > OBVIOUS_RADIANCE_P99:
+            raise InputError(
+                f"the input holds values up to {p99:.3g} ({stats}), far above TOA reflectance (0–~1.2): it looks "
+                "like radiance. Use INPUT_TYPE=radiance with the OBSERVATION file (or SOLAR_ZENITH) so it is "
+                "converted to TOA reflectance, or give a reflectance raster.", "INPUT")
+        if (p99 is not None and p99 > RADIANCE_MIN_P99) or hint == "radiance":
+            monitor.warn(f"INPUT_TYPE=reflectance, but the input looks like radiance ({stats}; metadata: "
+                         f"{hint or 'no hint'}); results are only meaningful for TOA reflectance.")
+        monitor.info(f"Input type: reflectance (as requested; {stats}).")
+        return "reflectance"
+    if requested == "radiance":
+        if p99 is not None and p99 <= RADIANCE_MIN_P99:
+            monitor.warn(f"INPUT_TYPE=radiance, but the values look like reflectance ({stats}); check INPUT_TYPE.")
+        monitor.info(f"Input type: radiance (as requested; {stats}); converted to TOA reflectance per block.")
+        return "radiance"
+    if p99 is not None:
+        decided = "radiance" if p99 > RADIANCE_MIN_P99 else "reflectance"
+        why = f"{stats} {'>' if decided == 'radiance' else '≤'} {RADIANCE_MIN_P99}"
+        if hint and hint != decided:
+            monitor.warn(f"the metadata suggest {hint} but the values look like {decided} ({stats}); using "
+                         f"{decided}. Set INPUT_TYPE to override.")
+    else:
+        decided, why = hint or "reflectance", f"{stats}; metadata: {hint or 'no hint'}"
+    monitor.info(f"Input type (auto): {decided} ({why}).")
+    return decided
+
+
+def _toa_converter(ds, bands, observation, irradiance, solar_zenith, earth_sun_distance, monitor, names):
+    """A :class:`~.toa.ToaConverter` for the 1-based radiance ``bands`` of ``ds``."""
+    from .toa import ToaConverter
+
+    return ToaConverter.create(ds, observation_ds=observation, irradiance=irradiance, solar_zenith=solar_zenith,
+                               earth_sun_distance=earth_sun_distance, monitor=monitor, bands=bands,
+                               parameters={"INPUT": names["input"], "OBSERVATION": names["observation"]})
+
+
+def _block_budget(block_bytes):
+    if block_bytes:
+        return int(block_bytes)
+    env = os.environ.get("SPECTRALTF_BLOCK_MB", "")
+    return int(float(env) * 1024 * 1024) if env.replace(".", "", 1).isdigit() and float(env) > 0 else DEFAULT_BLOCK_BYTES
+
+
+# ---------------------------------------------------------------------------------------------
+# the streaming pipeline
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class SpectfResult:
+    """What :func:`run_spectf` did: output paths, decisions and counts."""
+
+    outputs: dict
+    model_id: str
+    input_type: str
+    threshold: float
+    batch_size: int
+    provider: str
+    wavelengths_nm: np.ndarray
+    band_indices: np.ndarray  # 1-based input bands used, in model order
+    valid_pixels: int = 0
+    cloud_pixels: int = 0
+    warnings: list = field(default_factory=list)
+
+    @property
+    def cloud_fraction(self):
+        return self.cloud_pixels / self.valid_pixels if self.valid_pixels else 0.0
+
+
+class _WarnTap:
+    """Monitor proxy that also keeps the warnings (returned in :class:`SpectfResult`)."""
+
+    def __init__(self, monitor):
+        self._m = monitor
+        self.warnings = []
+
+    def warn(self, message):
+        self.warnings.append(message)
+        self._m.warn(message)
+
+    def __getattr__(self, name):
+        return getattr(self._m, name)
+
+
+#: Processing parameter names used in error messages (override with ``run_spectf(parameters=...)``).
+DEFAULT_PARAMETER_NAMES = {
+    "input": "INPUT", "model": "MODEL", "threshold": "THRESHOLD", "batch_size": "BATCH_SIZE", "device": "DEVICE",
+    "observation": "OBSERVATION", "mask": "OUTPUT", "probability": "OUTPUT_PROBABILITY",
+    "attention": "OUTPUT_ATTENTION", "top_wavelength": "OUTPUT_TOP_WAVELENGTH",
+}
+
+
+def _check_outputs(outputs):
+    outputs = {k: v for k, v in (outputs or {}).items() if v not in (None, "")}
+    unknown = set(outputs) - set(OUTPUT_KEYS)
+    if unknown:
+        raise ValueError(f"unknown output keys {sorted(unknown)}; expected {OUTPUT_KEYS}")
+    if not outputs:
+        raise InputError("no output requested; give at least the cloud-mask OUTPUT.", "OUTPUT")
+    return outputs
+
+
+def run_spectf(input_ds, model=DEFAULT_MODEL, outputs=None, input_type="auto", observation=None,
+               irradiance=None, solar_zenith=None, earth_sun_distance=None, threshold=None, device="auto",
+               batch_size=None, monitor=None, block_bytes=None, parameters=None):
+    """Run SpecTf over a raster, streaming blocks; write the requested outputs.
+
+    Parameters
+    ----------
+    input_ds : GDAL dataset or path. TOA reflectance (unitless) or at-sensor radiance (converted per
+        block to TOA reflectance by :class:`~.toa.ToaConverter`).
+    model : registry id, .onnx path, registry entry or :class:`SpectfModel`.
+    outputs : dict with any of ``mask`` (uint8 0 clear / 1 cloud / 255 nodata), ``probability``
+        (float32 cloud probability, nodata −9999), ``attention`` (float32, one band per used
+        wavelength, attention each band received, nodata −9999), ``top_wavelength`` (float32 nm
+        of the most-attended band, nodata −9999) → destination paths.
+    input_type : auto | radiance | reflectance.
+    observation, irradiance, solar_zenith (degrees), earth_sun_distance (AU) : passed to the
+        ToaConverter for radiance input.
+    threshold : cloud when probability ≥ threshold; default the card's, must lie in (0, 1).
+    device : auto | cpu | cuda.  batch_size : spectra per ONNX call (default card or 256).
+    block_bytes : input block budget in bytes (default SPECTRALTF_BLOCK_MB or 64 MiB).
+    parameters : optional mapping from argument / output keys to the Processing parameter names
+        used in error messages (:data:`DEFAULT_PARAMETER_NAMES`, e.g. ``{"attention": "OUTPUT"}``).
+
+    Returns a :class:`SpectfResult`.
+    """
+    names = dict(DEFAULT_PARAMETER_NAMES)
+    names.update(parameters or {})
+    tap = _WarnTap(ensure(monitor))
+    monitor = tap
+    outputs = _check_outputs(outputs)
+    for key, path in outputs.items():
+        check_output_path(path, names[key])
+
+    # -- cheap parameter checks first (no file opened yet) ----------------------------------------
+    if threshold is not None:
+        try:
+            threshold = float(threshold)
+        except (TypeError, ValueError):
+            raise InputError(f"'{threshold}' is not a number; expected a probability between 0 and 1.",
+                             names["threshold"]) from None
+        if not (0.0 < threshold < 1.0) or not np.isfinite(threshold):
+            raise InputError(f"{threshold:g} is outside (0, 1); expected a cloud-probability threshold "
+                             "strictly between 0 and 1 (leave empty for the model's own).", names["threshold"])
+    if batch_size is not None and (int(batch_size) != batch_size or int(batch_size) < 1):
+        raise InputError(f"{batch_size} is not a positive whole number; expected e.g. 256.", names["batch_size"])
+    if device not in onnx_backend.DEVICES:
+        raise InputError(f"unknown device '{device}'; expected one of {', '.join(onnx_backend.DEVICES)}.",
+                         names["device"])
+
+    ds = open_raster(input_ds, names["input"]) if isinstance(input_ds, (str, os.PathLike)) else input_ds
+    info = read_spectral_info(ds)
+    if not info.has_wavelengths:
+        raise InputError(
+            "the raster has no band wavelengths; SpecTf matches bands by wavelength. Expected wavelength "
+            "metadata (ENVI header 'wavelength', GDAL band 'wavelength' or CENTRAL_WAVELENGTH_UM, or band "
+            "names such as '450.2 nm').", names["input"])
+
+    spectf = SpectfModel.load(model, device=device, parameter=names["model"])
+    monitor.info(f"Model: {spectf.id} ({spectf.path}).")
+    monitor.info(spectf.session.describe())
+    if "attention" in outputs or "top_wavelength" in outputs:
+        if not spectf.has_attention:
+            raise ModelError(f"{spectf.path} has no 'attention' output; an attention output needs a SpecTf "
+                             "export with outputs probability, logits and attention (N,S).", names["model"])
+
+    # -- bands ---------------------------------------------------------------------------------
+    wl = np.asarray(info.wavelength_nm, dtype=np.float64)
+    keep = keep_bands(wl, spectf.drop_ranges_nm)
+    band_idx = np.nonzero(keep)[0]
+    if band_idx.size == 0:
+        raise InputError(f"no band lies outside the model's drop ranges {list(spectf.drop_ranges_nm)} nm "
+                         f"(input wavelengths {wl.min():.0f}–{wl.max():.0f} nm); expected a VSWIR "
+                         "spectrum (about 400–2500 nm).", names["input"])
+    used_wl = wl[band_idx]
+    monitor.info(f"Bands: {band_idx.size} of {wl.size} used ({used_wl.min():.1f}–{used_wl.max():.1f} nm; "
+                 f"dropped {wl.size - band_idx.size} inside {[list(r) for r in spectf.drop_ranges_nm]} nm; "
+                 f"wavelengths from {info.source}).")
+    if spectf.fixed_bands is not None and spectf.fixed_bands != band_idx.size:
+        raise InputError(f"the model takes exactly {spectf.fixed_bands} bands but {band_idx.size} remain after "
+                         "dropping; use a model with a dynamic band dimension or an EMIT-like input.", names["input"])
+    mismatch = wavelength_mismatch(used_wl, spectf.trained_wavelengths_nm)
+    if mismatch:
+        trained_on = spectf.card.get("trained_on", "EMIT")
+        monitor.warn(f"the model was trained on {trained_on} spectra; {mismatch}. It runs with this sensor's own "
+                     "wavelengths, but results are not validated for it.")
+
+    # -- threshold and batch size --------------------------------------------------------------
+    if threshold is None:
+        threshold = spectf.threshold
+        if threshold is None:
+            threshold = DEFAULT_THRESHOLD
+            monitor.warn(f"the model card gives no threshold; using {DEFAULT_THRESHOLD}.")
+        monitor.info(f"Threshold: {threshold:g} (model card); cloud where probability ≥ threshold.")
+    else:
+        monitor.info(f"Threshold: {threshold:g}; cloud where probability ≥ threshold.")
+    batch_size = int(batch_size) if batch_size else spectf.recommended_batch_size
+
+    # -- input type and TOA conversion ---------------------------------------------------------
+    kind = decide_input_type(ds, input_type, (band_idx[:: max(1, band_idx.size // 12)] + 1).tolist(), monitor)
+    converter = None
+    if kind == "radiance":
+        converter = _toa_converter(ds, (band_idx + 1).tolist(), observation, irradiance, solar_zenith,
+                                   earth_sun_distance, monitor, names)
+
+    result = SpectfResult(outputs=dict(outputs), model_id=spectf.id, input_type=kind, threshold=threshold,
+                          batch_size=batch_size, provider=spectf.session.active_provider,
+                          wavelengths_nm=used_wl, band_indices=band_idx + 1)
+    _stream(ds, spectf, converter, band_idx, used_wl, outputs, threshold, batch_size, monitor,
+            _block_budget(block_bytes), result, info, names)
+    result.warnings = tap.warnings
+    return result
+
+
+def _open_writers(outs, grid, outputs, used_wl, info, band_idx, spectf, threshold, kind, names):
+    """Create the requested writers inside the :class:`OutputSet` ``outs``."""
+    writers = {}
+    common = {"model": spectf.id, "threshold": f"{threshold:g}", "input_type": kind}
+    if "mask" in outputs:
+        w = outs.add(RasterWriter(outputs["mask"], grid, 1, np.uint8, MASK_NODATA, names["mask"]))
+        from osgeo import gdal
+
+        ct = gdal.ColorTable()
+        ct.SetColorEntry(MASK_CLEAR, (0, 0, 0, 0))
+        ct.SetColorEntry(MASK_CLOUD, (255, 255, 255, 255))
+        ct.SetColorEntry(MASK_NODATA, (0, 0, 0, 0))
+        w.band(1).SetColorTable(ct)
+        w.band(1).SetColorInterpretation(gdal.GCI_PaletteIndex)
+        w.set_band_descriptions(["cloud mask (0 clear, 1 cloud, 255 no data)"])
+        w.set_metadata(common)
+        writers["mask"] = w
+    if "probability" in outputs:
+        w = outs.add(RasterWriter(outputs["probability"], grid, 1, np.float32, FLOAT_NODATA, names["probability"]))
+        w.set_band_descriptions(["cloud probability"])
+        w.set_metadata(common)
+        writers["probability"] = w
+    if "attention" in outputs:
+        w = outs.add(RasterWriter(outputs["attention"], grid, used_wl.size, np.float32, FLOAT_NODATA,
+                                  names["attention"]))
+        fwhm = info.fwhm_nm[band_idx] if info.fwhm_nm is not None else None
+        write_spectral_metadata(w.ds, used_wl, fwhm)
+        w.set_metadata(dict(common, content="attention each band token receives (mean over heads and queries)"))
+        writers["attention"] = w
+    if "top_wavelength" in outputs:
+        w = outs.add(RasterWriter(outputs["top_wavelength"], grid, 1, np.float32, FLOAT_NODATA,
+                                  names["top_wavelength"]))
+        w.set_band_descriptions(["most-attended wavelength (nm)"])
+        w.set_metadata(common)
+        writers["top_wavelength"] = w
+    return writers
+
+
+def _stream(ds, spectf, converter, band_idx, used_wl, outputs, threshold, batch_size, monitor, budget, result,
+            info, names):
+    grid = Grid.of(ds)
+    bands = (band_idx + 1).tolist()
+    want_att = "attention" in outputs or "top_wavelength" in outputs
+    # float32 values held per pixel: block of used bands + converted copy + pixel matrix
+    # (+ attention matrix and attention block); the budget bounds all of them together.
+    per_pixel = band_idx.size * (5 if want_att else 3)
+    rows = block_rows_for(grid.width, per_pixel, 4, budget, align=16)
+    windows = iter_windows(grid.width, grid.height, max(1, rows))
+    wl32 = used_wl.astype(np.float32)
+    total = float(grid.width * grid.height)
+    monitor.info(f"Streaming {len(windows)} block(s) of up to {rows} rows; batch size {batch_size}.")
+    done = 0
+    with OutputSet() as outs:
+        writers = _open_writers(outs, grid, outputs, used_wl, info, band_idx, spectf, threshold,
+                                result.input_type, names)
+        for window in windows:
+            monitor.check()
+            values, valid = read_block(ds, window, bands)  # used bands only, NaN at nodata
+            if converter is not None:
+                values = converter.convert(window, values)
+                valid &= np.all(np.isfinite(values), axis=0)
+            pixels = values[:, valid].T  # (n, S) valid spectra only
+            del values
+            n = pixels.shape[0]
+            prob = np.empty(n, np.float32)
+            att = np.empty((n, band_idx.size), np.float32) if want_att else None
+            for start in range(0, n, batch_size):
+                monitor.check()
+                stop = min(n, start + batch_size)
+                p, a = spectf.predict(pixels[start:stop], wl32, attention=want_att)
+                prob[start:stop] = p
+                if want_att:
+                    att[start:stop] = a
+                monitor.progress((done + window.xsize * window.ysize * stop / n) / total)
+            del pixels
+            cloud = prob >= threshold
+            result.valid_pixels += int(n)
+            result.cloud_pixels += int(cloud.sum())
+            shape = (window.ysize, window.xsize)
+            if "mask" in writers:
+                mask = np.full(shape, MASK_NODATA, np.uint8)
+                mask[valid] = cloud.astype(np.uint8)
+                writers["mask"].write(window, mask)
+            if "probability" in writers:
+                block = np.full(shape, FLOAT_NODATA, np.float32)
+                block[valid] = prob
+                writers["probability"].write(window, block)
+            if "attention" in writers:
+                block = np.full((band_idx.size,) + shape, FLOAT_NODATA, np.float32)
+                block[:, valid] = att.T
+                writers["attention"].write(window, block)
+                del block
+            if "top_wavelength" in writers:
+                block = np.full(shape, FLOAT_NODATA, np.float32)
+                if n:
+                    block[valid] = wl32[np.argmax(att, axis=1)]
+                writers["top_wavelength"].write(window, block)
+            done += window.xsize * window.ysize
+            monitor.progress(done / total)
+            release_read_cache(ds, window)
+            if converter is not None:
+                release_read_cache(converter.observation_ds, window)
+        monitor.check()
+    _write_styles(outputs)
+    monitor.info(f"Valid pixels: {result.valid_pixels}; cloud: {result.cloud_pixels} "
+                 f"({100 * result.cloud_fraction:.1f} %).")
+
+
+def _write_styles(outputs):
+    """QML styles beside the outputs (QGIS loads ``out.qml`` for ``out.tif`` automatically)."""
+    from . import styles
+
+    if "mask" in outputs:
+        styles.write_class_qml(styles.qml_path_for(outputs["mask"]),
+                               [(MASK_CLEAR, "clear", (0, 0, 0, 0)), (MASK_CLOUD, "cloud", (255, 255, 255, 255)),
+                                (MASK_NODATA, "no data", (0, 0, 0, 0))])
+    if "probability" in outputs:
+        styles.write_pseudocolor_qml(styles.qml_path_for(outputs["probability"]), 0.0, 1.0, ramp="greys")
+    if "top_wavelength" in outputs:
+        styles.write_pseudocolor_qml(styles.qml_path_for(outputs["top_wavelength"]), 400.0, 2500.0, ramp="turbo")
+
+
+def predict_spectra(model, spectra, wavelengths_nm, batch_size=None, attention=False, device="auto"):
+    """Probabilities (and attention) for in-memory spectra (N, B) with wavelengths (B,) nm: the same
+    band dropping and batching as :func:`run_spectf`, without rasters. Returns
+    ``(probability (N,), attention (N, S) or None, used wavelengths (S,))``."""
+    spectf = SpectfModel.load(model, device=device)
+    wl = np.asarray(wavelengths_nm, dtype=np.float64)
+    keep = keep_bands(wl, spectf.drop_ranges_nm)
+    spectra = np.asarray(spectra, dtype=np.float32)[:, keep]
+    bs = int(batch_size or spectf.recommended_batch_size)
+    probs, atts = [], []
+    for start in range(0, spectra.shape[0], bs):
+        p, a = spectf.predict(spectra[start:start + bs], wl[keep].astype(np.float32), attention)
+        probs.append(p)
+        atts.append(a)
+    prob = np.concatenate(probs) if probs else np.empty(0, np.float32)
+    att = np.concatenate(atts) if attention and atts else None
+    return prob, att, wl[keep]

@@ -1,0 +1,207 @@
+"""QGIS layer styles (``.qml``) for outputs, written as plain XML text (no QGIS import).
+
+Write the style beside the raster with the same base name (``out.qml`` for ``out.tif``); QGIS
+loads it automatically when the raster is added to a map, and algorithms also apply it explicitly
+after a dialog run (``algorithms/output_styles.py``).
+
+- :func:`write_class_qml` — paletted (unique values) renderer for class rasters (masks, labels).
+- :func:`write_pseudocolor_qml` — single-band pseudocolour renderer with a colour ramp for
+  continuous rasters (probabilities 0–1, attention, reflectance).
+
+Colours are ``(r, g, b, a)`` tuples of integers 0–255; ``a = 0`` is fully transparent.
+"""
+import math
+import os
+from xml.sax.saxutils import quoteattr
+
+#: Standard cloud-mask classes (value, label, RGBA) used by all cloud-mask outputs.
+CLEAR = 0
+CLOUD = 1
+SHADOW = 2
+NODATA = 255
+CLOUD_MASK_CLASSES = [
+    (CLEAR, "clear", (0, 0, 0, 0)),
+    (CLOUD, "cloud", (255, 255, 255, 255)),
+    (SHADOW, "cloud shadow", (64, 64, 64, 255)),
+    (NODATA, "no data", (0, 0, 0, 0)),
+]
+
+#: Colour ramps (11 evenly spaced stops, from QGIS's default style) usable by name.
+RAMPS = {
+    "viridis": ["#440154", "#482576", "#414387", "#345f8d", "#2a788e", "#21908d", "#23a884",
+                "#43bf70", "#7ad151", "#bcdf27", "#fde725"],
+    "magma": ["#000004", "#150e37", "#3b0f6f", "#641a80", "#8c2981", "#b6377a", "#dd4a69",
+              "#f66f5c", "#fe9f6d", "#fece91", "#fcfdbf"],
+    "inferno": ["#000004", "#170b3a", "#420a68", "#6b176e", "#932667", "#bb3755", "#dd5139",
+                "#f3771a", "#fca40b", "#f6d644", "#fcffa4"],
+    "turbo": ["#30123b", "#455bcd", "#3e9cfe", "#18d7cb", "#48f882", "#a4fc3c", "#e2dc38",
+              "#fea331", "#ef5911", "#c22403", "#7a0403"],
+    "spectral": ["#d7191c", "#e65538", "#f59053", "#fdbe74", "#fedf99", "#ffffbf", "#ddf1b4",
+                 "#bce4a9", "#91cba8", "#5ea7b1", "#2b83ba"],
+    # dark (low) to light (high)
+    "greys": ["#050505", "#1e1e1e", "#363636", "#4f4f4f", "#676767", "#808080", "#989898",
+              "#b1b1b1", "#c9c9c9", "#e2e2e2", "#fafafa"],
+}
+
+_HEADER = ("<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n"
+           '<qgis version="3.22.0" styleCategories="AllStyleCategories" '
+           'hasScaleBasedVisibilityFlag="0" minScale="1e+08" maxScale="0">\n'
+           "  <customproperties>\n"
+           '    <Option type="Map">\n'
+           '      <Option name="identify/format" value="Value" type="QString"/>\n'
+           "    </Option>\n"
+           "  </customproperties>\n"
+           "  <pipe>\n")
+
+_MINMAX = ("      <minMaxOrigin>\n"
+           "        <limits>None</limits>\n"
+           "        <extent>WholeRaster</extent>\n"
+           "        <statAccuracy>Estimated</statAccuracy>\n"
+           "        <cumulativeCutLower>0.02</cumulativeCutLower>\n"
+           "        <cumulativeCutUpper>0.98</cumulativeCutUpper>\n"
+           "        <stdDevFactor>2</stdDevFactor>\n"
+           "      </minMaxOrigin>\n")
+
+_FOOTER = ('    <brightnesscontrast brightness="0" contrast="0" gamma="1"/>\n'
+           '    <huesaturation saturation="0" grayscaleMode="0" colorizeOn="0" colorizeRed="255" '
+           'colorizeGreen="128" colorizeBlue="128" colorizeStrength="100" invertColors="0"/>\n'
+           '    <rasterresampler maxOversampling="2"/>\n'
+           "    <resamplingStage>resamplingFilter</resamplingStage>\n"
+           "  </pipe>\n"
+           "  <blendMode>0</blendMode>\n"
+           "</qgis>\n")
+
+
+def qml_path_for(raster_path):
+    """The style path QGIS picks up automatically for ``raster_path`` (``out.tif`` → ``out.qml``)."""
+    return os.path.splitext(str(raster_path))[0] + ".qml"
+
+
+def _rgba(color, what):
+    try:
+        vals = [int(c) for c in color]
+    except (TypeError, ValueError):
+        raise ValueError(f"{what}: colour must be (r, g, b) or (r, g, b, a) integers 0-255, got {color!r}") from None
+    if len(vals) == 3:
+        vals.append(255)
+    if len(vals) != 4 or any(v < 0 or v > 255 for v in vals):
+        raise ValueError(f"{what}: colour must be (r, g, b) or (r, g, b, a) integers 0-255, got {color!r}")
+    return vals
+
+
+def _hex(rgb):
+    return "#{:02x}{:02x}{:02x}".format(*rgb[:3])
+
+
+def _num(value):
+    """Shortest exact-enough text for a float (QGIS parses with QString::toDouble)."""
+    value = float(value)
+    text = repr(value)
+    return text[:-2] if text.endswith(".0") else text
+
+
+def _write(qml_path, text):
+    qml_path = str(qml_path)
+    tmp = qml_path + ".partial"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, qml_path)
+    return qml_path
+
+
+def class_qml(classes, band=1, opacity=1.0):
+    """QML text for a paletted renderer; ``classes`` = [(value, label, (r, g, b, a)), ...]."""
+    entries = []
+    seen = set()
+    for item in classes:
+        try:
+            value, label, color = item
+        except (TypeError, ValueError):
+            raise ValueError(f"class entries must be (value, label, (r, g, b, a)), got {item!r}") from None
+        value = int(value)
+        if value in seen:
+            raise ValueError(f"class value {value} appears twice")
+        seen.add(value)
+        rgba = _rgba(color, f"class {value}")
+        entries.append(f"        <paletteEntry value=\"{value}\" color=\"{_hex(rgba)}\" alpha=\"{rgba[3]}\" "
+                       f"label={quoteattr(str(label))}/>\n")
+    if not entries:
+        raise ValueError("at least one class is needed")
+    return (_HEADER
+            + f'    <rasterrenderer type="paletted" band="{int(band)}" opacity="{_num(opacity)}" '
+              'alphaBand="-1" nodataColor="">\n'
+            + "      <rasterTransparency/>\n"
+            + _MINMAX
+            + "      <colorPalette>\n" + "".join(entries) + "      </colorPalette>\n"
+            + "    </rasterrenderer>\n"
+            + _FOOTER)
+
+
+def write_class_qml(qml_path, classes, band=1, opacity=1.0):
+    """Write a paletted (unique values) style; returns the path written.
+
+    ``classes``: list of ``(value, label, (r, g, b, a))``; integer pixel values, 0–255 colours."""
+    return _write(qml_path, class_qml(classes, band, opacity))
+
+
+def write_cloud_mask_qml(qml_path, band=1):
+    """Style for the standard cloud mask (clear and no data transparent, cloud white, shadow dark grey)."""
+    return write_class_qml(qml_path, CLOUD_MASK_CLASSES, band)
+
+
+def pseudocolor_qml(vmin, vmax, band=1, ramp="viridis", opacity=1.0, precision=None):
+    """QML text for a single-band pseudocolour renderer stretching ``ramp`` over [vmin, vmax]
+    (data units of the band; values outside are drawn with the end colours)."""
+    vmin, vmax = float(vmin), float(vmax)
+    if not (math.isfinite(vmin) and math.isfinite(vmax)):
+        raise ValueError(f"vmin and vmax must be finite numbers, got {vmin}, {vmax}")
+    if vmax <= vmin:
+        raise ValueError(f"vmax ({vmax}) must be greater than vmin ({vmin})")
+    if isinstance(ramp, str):
+        key = ramp.strip().lower()
+        if key not in RAMPS:
+            raise ValueError(f"unknown colour ramp '{ramp}'; expected one of {', '.join(sorted(RAMPS))}")
+        stops = [tuple(int(h[i:i + 2], 16) for i in (1, 3, 5)) + (255,) for h in RAMPS[key]]
+    else:
+        stops = [tuple(_rgba(c, "ramp")) for c in ramp]
+        if len(stops) < 2:
+            raise ValueError("a colour ramp needs at least two colours")
+    if precision is None:
+        precision = max(0, min(6, 2 - int(math.floor(math.log10(vmax - vmin)))))
+    n = len(stops)
+    items = []
+    for i, rgba in enumerate(stops):
+        value = vmin + (vmax - vmin) * i / (n - 1)
+        items.append(f"          <item value=\"{_num(value)}\" color=\"{_hex(rgba)}\" alpha=\"{rgba[3]}\" "
+                     f"label=\"{value:.{precision}f}\"/>\n")
+    c1 = ",".join(str(v) for v in stops[0])
+    c2 = ",".join(str(v) for v in stops[-1])
+    inner = ":".join(f"{i / (n - 1):.6g};" + ",".join(str(v) for v in stops[i]) for i in range(1, n - 1))
+    colorramp = ('          <colorramp name="[source]" type="gradient">\n'
+                 f'            <prop k="color1" v="{c1}"/>\n'
+                 f'            <prop k="color2" v="{c2}"/>\n'
+                 '            <prop k="discrete" v="0"/>\n'
+                 '            <prop k="rampType" v="gradient"/>\n'
+                 f'            <prop k="stops" v="{inner}"/>\n'
+                 "          </colorramp>\n")
+    return (_HEADER
+            + f'    <rasterrenderer type="singlebandpseudocolor" band="{int(band)}" opacity="{_num(opacity)}" '
+              f'alphaBand="-1" nodataColor="" classificationMin="{_num(vmin)}" classificationMax="{_num(vmax)}">\n'
+            + "      <rasterTransparency/>\n"
+            + _MINMAX
+            + "      <rastershader>\n"
+            + f'        <colorrampshader colorRampType="INTERPOLATED" classificationMode="1" clip="0" '
+              f'minimumValue="{_num(vmin)}" maximumValue="{_num(vmax)}" labelPrecision="{precision}">\n'
+            + colorramp + "".join(items)
+            + "        </colorrampshader>\n"
+            + "      </rastershader>\n"
+            + "    </rasterrenderer>\n"
+            + _FOOTER)
+
+
+def write_pseudocolor_qml(qml_path, vmin, vmax, band=1, ramp="viridis", opacity=1.0, precision=None):
+    """Write a single-band pseudocolour style over [vmin, vmax] (band data units); returns the path.
+
+    ``ramp``: a name from :data:`RAMPS` (viridis, magma, inferno, turbo, spectral, greys) or a list
+    of (r, g, b[, a]) colours spaced evenly from vmin to vmax."""
+    return _write(qml_path, pseudocolor_qml(vmin, vmax, band, ramp, opacity, precision))

@@ -1,0 +1,194 @@
+#!/usr/bin/env python3
+"""Build the installable plugin ZIP: ``dist/spectral_transformers-<version>.zip`` (``make package``).
+
+The ZIP installs with QGIS ▸ Plugins ▸ Manage and Install Plugins ▸ Install from ZIP: one top
+folder ``spectral_transformers/`` holding only what QGIS runs:
+
+- shipped: ``__init__.py``, ``plugin.py``, ``metadata.txt``, ``LICENSE``, and the packages
+  ``algorithms/``, ``processing_provider/``, ``runtime/``, ``gui/``, ``resources/``;
+- never shipped: ``tests/``, ``bench/``, ``training/`` (needs PyTorch, only used to build models
+  outside QGIS), ``scripts/``, ``docs/``, model files (``models/``, ``*.onnx``), build outputs
+  (``build/``, ``out/``, ``dist/``, ``.venv``, ``__pycache__``, ``ext-libs/``); ``--with-models``
+  adds the built model store ``models/<id>.onnx`` + cards.
+
+The file list comes from git (tracked files plus new files that are not ignored), so ignored
+junk never ships; ``--tracked-only`` uses committed/staged files only (for releases). Without git
+the source tree is walked with the same rules. Every shipped ``.py`` must compile and
+``metadata.txt`` must have the keys QGIS requires, or the build fails.
+"""
+import argparse
+import ast
+import configparser
+import fnmatch
+import os
+import subprocess
+import sys
+import zipfile
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PLUGIN = "spectral_transformers"
+
+TOP_FILES = {"__init__.py", "plugin.py", "metadata.txt", "LICENSE", "LICENSE.txt", "LICENSE.md"}
+PACKAGES = ("algorithms", "processing_provider", "runtime", "gui", "resources")
+EXCLUDE = ("*/__pycache__/*", "*.pyc", "*.pyo", "*.onnx", "*.onnx.data", "*.pt", "*.pth", "*.partial*",
+           "*/ext-libs/*", "*/.*")
+REQUIRED_METADATA = ("name", "qgisMinimumVersion", "description", "about", "version", "author", "email",
+                     "repository")
+
+
+def wanted(path):
+    """Whether a repository-relative path (``/`` separators) belongs in the plugin ZIP."""
+    if path in TOP_FILES:
+        return True
+    top = path.split("/", 1)[0]
+    if top not in PACKAGES or "/" not in path:
+        return False
+    return not any(fnmatch.fnmatch("/" + path, pattern) for pattern in EXCLUDE)
+
+
+def git_files(tracked_only=False):
+    """Repository files from git (None when this is not a git checkout)."""
+    cmd = ["git", "-C", REPO, "ls-files", "-z", "--cached"]
+    if not tracked_only:
+        cmd += ["--others", "--exclude-standard"]
+    try:
+        out = subprocess.run(cmd, capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return sorted({p for p in out.decode("utf-8").split("\0") if p})
+
+
+def walked_files():
+    files = []
+    for root, dirs, names in os.walk(REPO):
+        rel_root = os.path.relpath(root, REPO).replace(os.sep, "/")
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d not in ("__pycache__", "ext-libs", "build")]
+        for name in names:
+            files.append(name if rel_root == "." else f"{rel_root}/{name}")
+    return sorted(files)
+
+
+def plugin_files(tracked_only=False):
+    files = git_files(tracked_only)
+    if files is None:
+        files = walked_files()
+    files = [p for p in files if wanted(p) and os.path.isfile(os.path.join(REPO, p))
+             and not os.path.islink(os.path.join(REPO, p))]
+    return files
+
+
+def read_metadata():
+    cfg = configparser.ConfigParser(interpolation=None)
+    cfg.read(os.path.join(REPO, "metadata.txt"), encoding="utf-8")
+    if "general" not in cfg:
+        raise SystemExit("package: metadata.txt has no [general] section")
+    general = cfg["general"]
+    missing = [k for k in REQUIRED_METADATA if not general.get(k, "").strip()]
+    if missing:
+        raise SystemExit(f"package: metadata.txt lacks {', '.join(missing)}")
+    return general
+
+
+NOT_SHIPPED = {"training", "tests", "bench", "scripts"}
+
+
+def _imports_unshipped(tree):
+    """Names of unshipped plugin packages that a module imports (relative or absolute)."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            parts = (node.module or "").split(".")
+            if node.level == 0 and parts[0] == PLUGIN:
+                parts = parts[1:]
+            elif node.level == 0:
+                continue
+            if parts and parts[0] in NOT_SHIPPED:
+                found.add(parts[0])
+            if node.level and not node.module:
+                found.update(a.name for a in node.names if a.name in NOT_SHIPPED)
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                parts = alias.name.split(".")
+                if parts[0] == PLUGIN and len(parts) > 1 and parts[1] in NOT_SHIPPED:
+                    found.add(parts[1])
+    return found
+
+
+def check_sources(files):
+    """Every shipped module compiles and imports nothing that is left out of the ZIP."""
+    for path in files:
+        if path.endswith(".py"):
+            with open(os.path.join(REPO, path), "rb") as fh:
+                try:
+                    tree = ast.parse(fh.read(), path)
+                    compile(tree, path, "exec")
+                except SyntaxError as exc:
+                    raise SystemExit(f"package: {path} does not compile: {exc}") from None
+            bad = _imports_unshipped(tree)
+            if bad:
+                raise SystemExit(f"package: {path} imports {', '.join(sorted(bad))}, which the ZIP leaves out")
+
+
+def model_files():
+    """The built model store (``models/<id>.onnx`` + card ``<id>.json`` + external ``.onnx.data``)."""
+    store = os.path.join(REPO, "models")
+    if not os.path.isdir(store):
+        return []
+    files = []
+    for name in sorted(os.listdir(store)):
+        if name.endswith(".onnx"):
+            stem = name[:-5]
+            files += [f"models/{n}" for n in (name, stem + ".json", name + ".data")
+                      if os.path.isfile(os.path.join(store, n))]
+    return files
+
+
+def build(output_dir=None, tracked_only=False, with_models=False):
+    """Write the ZIP; returns (zip path, list of archive names)."""
+    meta = read_metadata()
+    files = plugin_files(tracked_only)
+    if with_models:
+        files += model_files()
+    for required in ("__init__.py", "plugin.py", "metadata.txt", meta["icon"] if "icon" in meta else None):
+        if required and required not in files:
+            raise SystemExit(f"package: {required} is missing from the file list")
+    check_sources(files)
+    output_dir = output_dir or os.path.join(REPO, "dist")
+    os.makedirs(output_dir, exist_ok=True)
+    target = os.path.join(output_dir, f"{PLUGIN}-{meta['version'].strip()}.zip")
+    tmp = target + ".partial"
+    names = []
+    try:
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+            for path in files:
+                name = f"{PLUGIN}/{path}"
+                zf.write(os.path.join(REPO, path), name)
+                names.append(name)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return target, names
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--output-dir", help="where to write the ZIP (default: dist/)")
+    parser.add_argument("--tracked-only", action="store_true",
+                        help="only files git tracks (committed or staged), for release builds")
+    parser.add_argument("--with-models", action="store_true",
+                        help="also ship the built model store models/*.onnx (+ cards); check the weights' "
+                             "licences allow redistribution")
+    parser.add_argument("--list", action="store_true", help="print the archive's file names")
+    args = parser.parse_args(argv)
+    target, names = build(args.output_dir, args.tracked_only, args.with_models)
+    if args.list:
+        print("\n".join(names))
+    size = os.path.getsize(target)
+    print(f"package: wrote {os.path.relpath(target)} ({len(names)} files, {size / 1024:.0f} KiB); "
+          "install with QGIS ▸ Plugins ▸ Manage and Install Plugins ▸ Install from ZIP")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

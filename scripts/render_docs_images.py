@@ -1,0 +1,131 @@
+"""Render the README pictures with QGIS itself (run by `make docs-images` through scripts/docs_images.sh).
+
+Usage: render_docs_images.py OUT_DIR IMAGES_DIR
+
+Reads the real outputs that docs_images.sh produced in OUT_DIR and writes PNGs to IMAGES_DIR:
+- maps rendered by ``QgsMapRendererParallelJob`` (each layer styled by the QML the algorithm wrote);
+- a screenshot of the "SpecTf cloud mask" algorithm dialog (needs a display: run under xvfb-run).
+"""
+import os
+import sys
+
+from qgis.core import (
+    QgsApplication,
+    QgsMapRendererParallelJob,
+    QgsMapSettings,
+    QgsMultiBandColorRenderer,
+    QgsRasterLayer,
+    QgsContrastEnhancement,
+)
+from qgis.PyQt.QtCore import QSize
+from qgis.PyQt.QtGui import QColor
+
+
+def load(path, name, qml=None):
+    layer = QgsRasterLayer(path, name)
+    if not layer.isValid():
+        raise SystemExit(f"cannot load {path}")
+    style = qml or os.path.splitext(path)[0] + ".qml"
+    if os.path.exists(style):
+        layer.loadNamedStyle(style)
+    return layer
+
+
+def rgb(path, name, bands):
+    """True-colour composite with a 2–98 % stretch."""
+    layer = QgsRasterLayer(path, name)
+    renderer = QgsMultiBandColorRenderer(layer.dataProvider(), *bands)
+    for setter, band in zip((renderer.setRedContrastEnhancement, renderer.setGreenContrastEnhancement,
+                             renderer.setBlueContrastEnhancement), bands):
+        ce = QgsContrastEnhancement(layer.dataProvider().dataType(band))
+        ce.setContrastEnhancementAlgorithm(QgsContrastEnhancement.StretchToMinimumMaximum)
+        stats = layer.dataProvider().bandStatistics(band)
+        ce.setMinimumValue(stats.minimumValue)
+        ce.setMaximumValue(stats.maximumValue)
+        setter(ce)
+    layer.setRenderer(renderer)
+    return layer
+
+
+def render(layers, png, width=480):
+    """Render ``layers`` (top first) to ``png`` with QGIS's parallel map renderer."""
+    extent = layers[-1].extent()
+    height = max(1, int(round(width * extent.height() / max(extent.width(), 1e-9))))
+    settings = QgsMapSettings()
+    settings.setLayers(layers)
+    settings.setDestinationCrs(layers[-1].crs())
+    settings.setExtent(extent)
+    settings.setOutputSize(QSize(width, height))
+    settings.setBackgroundColor(QColor(255, 255, 255))
+    job = QgsMapRendererParallelJob(settings)
+    job.start()
+    job.waitForFinished()
+    job.renderedImage().save(png, "PNG")
+    print(f"wrote {png}")
+
+
+def band_near(path, nm):
+    from osgeo import gdal
+
+    ds = gdal.Open(path)
+    best, err = 1, 1e9
+    for i in range(ds.RasterCount):
+        wl = ds.GetRasterBand(i + 1).GetMetadataItem("wavelength")
+        if wl and abs(float(wl) - nm) < err:
+            best, err = i + 1, abs(float(wl) - nm)
+    return best
+
+
+def dialog_screenshot(alg_id, png):
+    import processing  # noqa: F401 (initialises the Processing GUI classes)
+    from processing.gui.AlgorithmDialog import AlgorithmDialog
+    from qgis.core import QgsApplication as App
+
+    alg = App.processingRegistry().createAlgorithmById(alg_id)
+    dialog = AlgorithmDialog(alg)
+    dialog.resize(900, 640)
+    dialog.show()
+    for _ in range(20):
+        App.processEvents()
+    dialog.grab().save(png, "PNG")
+    dialog.close()
+    print(f"wrote {png}")
+
+
+def main(out_dir, images_dir):
+    os.makedirs(images_dir, exist_ok=True)
+    j = lambda *p: os.path.join(out_dir, *p)  # noqa: E731
+    toa = j("toa_reflectance.tif")
+    if os.path.exists(j("cloudmask_synthetic.tif")):
+        src = j("synthetic_cloudy_toa.tif")
+        render([load(j("cloudmask_synthetic.tif"), "SpecTf cloud mask"),
+                rgb(src, "TOA RGB", [band_near(src, 650), band_near(src, 560), band_near(src, 470)])],
+               os.path.join(images_dir, "cloudmask.png"))
+    if os.path.exists(j("segment_sentinel2.tif")):
+        src = j("sentinel2_chip.tif")
+        render([load(j("segment_sentinel2.tif"), "ukis-csmask classes"), rgb(src, "Sentinel-2 RGB", [3, 2, 1])],
+               os.path.join(images_dir, "segmentation.png"))
+        render([rgb(src, "Sentinel-2 RGB", [3, 2, 1])], os.path.join(images_dir, "segmentation_input.png"))
+    if os.path.exists(j("attention_top_wavelength.tif")):
+        render([load(j("attention_top_wavelength.tif"), "Most-attended wavelength")],
+               os.path.join(images_dir, "attention_top_wavelength.png"))
+    if os.path.exists(j("ltae_attention.tif")):
+        render([load(j("ltae_attention.tif"), "LTAE attention")], os.path.join(images_dir, "ltae_attention.png"))
+    if os.path.exists(toa):
+        render([rgb(toa, "EMIT TOA reflectance", [band_near(toa, 650), band_near(toa, 560), band_near(toa, 470)])],
+               os.path.join(images_dir, "toa_rgb.png"))
+    dialog_screenshot("spectraltf:cloudmask", os.path.join(images_dir, "dialog_cloudmask.png"))
+
+
+if __name__ == "__main__":
+    app = QgsApplication([], True)
+    app.initQgis()
+    from processing.core.Processing import Processing
+
+    Processing.initialize()
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "build", "plugins"))
+    from spectral_transformers.processing_provider.provider import SpectralTransformersProvider
+
+    QgsApplication.processingRegistry().addProvider(SpectralTransformersProvider())
+    main(sys.argv[1], sys.argv[2])
+    app.exitQgis()
