@@ -120,6 +120,7 @@ def main(out_dir, images_dir):
 if __name__ == "__main__":
     app = QgsApplication([], True)
     app.initQgis()
+    sys.path.append(os.path.join(QgsApplication.pkgDataPath(), "python", "plugins"))  # Processing plugin
     from processing.core.Processing import Processing
 
     Processing.initialize()
