@@ -86,20 +86,32 @@ def _emit_path(value):
     return value if emit_source(value) else None
 
 
-def _missing_file_message(alg, parameters, only=None):
-    """``NAME: file not found: path`` for the first input-file parameter value (raster, layer list or
-    file) that does not exist, else None. QGIS's own check says only "Incorrect parameter value" for
-    layer lists."""
+def _invalid_value_message(alg, parameters, context, only=None):
+    """A message saying what is wrong and what is expected for the first parameter value QGIS's own
+    check rejects (it says only "Incorrect parameter value for X"): a missing input file, a number out
+    of range or not a number, an unknown choice. None when there is nothing more specific to say."""
+    parameters = parameters or {}
     for definition in alg.parameterDefinitions():
-        name = definition.name()
-        if (only and name != only) or definition.isDestination() or \
-                definition.type() not in ("raster", "multilayer", "file", "layer"):
+        name, kind = definition.name(), definition.type()
+        value = parameters.get(name)
+        if (only and name != only) or definition.isDestination() or value in (None, ""):
             continue
-        value = (parameters or {}).get(name)
-        for item in value if isinstance(value, (list, tuple)) else [value]:
-            local = item.split("|")[0] if isinstance(item, str) else ""
-            if os.sep in local and not local.startswith(("/vsi", "NETCDF:", "HDF5:")) and not os.path.exists(local):
-                return f"{name}: file not found: {local}"
+        if kind in ("raster", "multilayer", "file", "layer"):
+            for item in value if isinstance(value, (list, tuple)) else [value]:
+                local = item.split("|")[0] if isinstance(item, str) else ""
+                if os.sep in local and not local.startswith(("/vsi", "NETCDF:", "HDF5:")) and not os.path.exists(local):
+                    return f"{name}: file not found: {local}"
+        elif kind in ("number", "enum") and not definition.checkValueIsAcceptable(value, context):
+            if kind == "enum":
+                return f"{name}: '{value}' is not a valid choice; expected one of {', '.join(definition.options())}."
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                return f"{name}: '{value}' is not a number."
+            lo, hi = definition.minimum(), definition.maximum()
+            expected = (f"from {lo:g} to {hi:g}" if lo > -1e300 and hi < 1e300 else
+                        f"of at least {lo:g}" if lo > -1e300 else f"of at most {hi:g}")
+            return f"{name}: {number:g} is out of range; expected a value {expected}."
     return None
 
 
@@ -161,11 +173,12 @@ class SpectralAlgorithm(QgsProcessingAlgorithm):
         emit = {n for n in (parameters or {}) if _emit_path(parameters.get(n))}
         if not emit:
             ok, message = super().checkParameterValues(parameters, context)
-            return (ok, message) if ok else (False, _missing_file_message(self, parameters) or message)
+            return (ok, message) if ok else (False, _invalid_value_message(self, parameters, context) or message)
         for definition in self.parameterDefinitions():
             name = definition.name()
             if name not in emit and not definition.checkValueIsAcceptable(parameters.get(name), context):
-                return False, _missing_file_message(self, parameters, name) or f"Incorrect parameter value for {name}"
+                return False, (_invalid_value_message(self, parameters, context, name)
+                               or f"Incorrect parameter value for {name}")
         return True, ""
 
     def parameterAsRasterLayer(self, parameters, name, context):  # noqa: N802

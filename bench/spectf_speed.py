@@ -3,8 +3,8 @@
 Paths, each in its own subprocess (separate peak RSS), on the same spectra (real EMIT Libya-4 TOA
 reflectance + synthetic cloudy mixes, 268 bands):
 
-- ``onnx``: what the plugin runs — ``runtime.onnx_backend.load_session`` on
-  ``models/spectf-cloud-v0.1.0.onnx`` (CPU), fetching ``probability``; several batch sizes, best kept;
+- ``onnx``: what the plugin runs — ``runtime.spectf.SpectfModel.predict`` on
+  ``models/spectf-cloud-v0.1.0.onnx`` (CPU; its probability-only variant), fetching ``probability``; several batch sizes, best kept;
 - ``upstream``: SpecTf's ``deploy_pt.py`` recipe — model cast to bfloat16, TorchScript
   (``jit`` + ``optimize_for_inference``), ``inference_mode``, batch 4096;
 - ``eager32``: the same upstream forward in float32, eager.
@@ -55,19 +55,18 @@ def peak_rss_mb():
 
 
 def worker_onnx(args):
-    from spectral_transformers.runtime.onnx_backend import load_session
+    from spectral_transformers.runtime.spectf import SpectfModel
 
-    session = load_session(MODEL, device="cpu", threads=args.threads)
+    model = SpectfModel.load(str(MODEL), device="cpu", threads=args.threads)  # the cloud-mask path
     b = int(args.batches)  # one batch size per process, so peak RSS belongs to it
     x, wl, cloudy = spectra(b)
-    feed = {"spectra": x[:b], "wavelengths": wl}
-    session.run(["probability"], feed)
+    model.predict(x[:b], wl)
     n, t0, c0 = 0, time.perf_counter(), time.process_time()
     while time.perf_counter() - t0 < args.seconds:
-        session.run(["probability"], feed)
+        model.predict(x[:b], wl)
         n += b
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    prob = session.run(["probability"], {"spectra": cloudy, "wavelengths": wl})[0]
+    prob = model.predict(cloudy, wl)[0]
     return {"spectra_per_s": n / wall, "spectra_per_cpu_s": n / cpu, "batch": b, "cloudy_prob": prob.tolist()}
 
 
@@ -132,7 +131,7 @@ def run_worker(name, args, batch=None):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--batches", default="32,64,128,256", help="ONNX Runtime batch sizes to try")
+    p.add_argument("--batches", default="16,64,256", help="ONNX Runtime batch sizes to try")
     p.add_argument("--seconds", type=float, default=3.0, help="timing window per ONNX batch size")
     p.add_argument("--upstream-batches", type=int, default=1, help="timed batches of 4096 on the upstream path")
     p.add_argument("--eager-batch", type=int, default=1024)

@@ -100,10 +100,18 @@ def common_name(description, sensor=None):
     return table.get(name, (None,))[0] if name else None
 
 
-def _model_band_names(band):
-    names = {_SYNONYMS.get(_key(band["name"]), _key(band["name"]))}
-    for a in band.get("aliases", []):
-        names.add(_SYNONYMS.get(_key(a), _key(a)))
+def _model_band_names(band, equivalents=True):
+    """Common names (and lower-case keys) a model band answers to; ``equivalents`` adds broad/narrow
+    NIR equivalence (used only when no exact name matches)."""
+    names = set()
+    for text in [band["name"]] + list(band.get("aliases", [])):
+        k = _key(text)
+        names.add(_SYNONYMS.get(k, k))
+        c = common_name(text)  # sensor-style names such as B8A, B11
+        if c:
+            names.add(c)
+    if not equivalents:
+        return names
     out = set()
     for n in names:
         out.update(_EQUIVALENT.get(n, (n,)))
@@ -149,10 +157,12 @@ def match_bands(ds, model_bands, explicit=None, path="", parameter="INPUT", band
     commons = [common_name(d, sensor) for d in descs]
     picked = []
     for mb in model_bands:
-        names = _model_band_names(mb)
-        hit = [i for i, c in enumerate(commons) if c in names and i + 1 not in picked]
-        if not hit:
-            hit = [i for i, d in enumerate(descs) if d and _key(d) in names and i + 1 not in picked]
+        hit = []
+        for names in (_model_band_names(mb, False), _model_band_names(mb, True)):
+            hit = [i for i, c in enumerate(commons) if c in names and i + 1 not in picked]
+            hit = hit or [i for i, d in enumerate(descs) if d and _key(d) in names and i + 1 not in picked]
+            if hit:
+                break
         if not hit:
             break
         picked.append(hit[0] + 1)

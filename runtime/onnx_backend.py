@@ -158,6 +158,8 @@ def load_session(path, device="auto", threads=None, parameter="MODEL"):
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3
+        # No busy-waiting worker threads: QGIS and other work share the cores (measured faster under load).
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             sess = ort.InferenceSession(path, sess_options=opts, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types

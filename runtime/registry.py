@@ -67,9 +67,9 @@ UKIS_BANDS = {
     "swir16": (1610.0, 90.0), "swir22": (2190.0, 180.0),
 }
 UKIS_CLASSES = [
-    {"value": 0, "name": "clear", "color": [60, 160, 60, 255]},
+    {"value": 0, "name": "clear", "color": [0, 0, 0, 0]},  # transparent: the image shows through
     {"value": 1, "name": "cloud", "color": [255, 255, 255, 255]},
-    {"value": 2, "name": "cloud shadow", "color": [90, 60, 140, 255]},
+    {"value": 2, "name": "cloud shadow", "color": [64, 64, 64, 255]},
 ]
 
 

@@ -26,6 +26,10 @@ if not _link.exists():
 if str(PLUGINS) not in sys.path:
     sys.path.insert(0, str(PLUGINS))
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# ../shared/data is read-only for us: QGIS computes histograms when it loads input layers and GDAL
+# would save them as .aux.xml beside the shared files. Tests (and their qgis_process children) keep
+# GDAL's side-car files off; our outputs are GeoTIFFs that keep all metadata inside the file.
+os.environ["GDAL_PAM_ENABLED"] = "NO"
 
 
 def in_ci():

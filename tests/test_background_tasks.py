@@ -14,6 +14,7 @@ chip (ukis-csmask test file) and, for cancellation, a 300-line radiance cube til
 ``make setup``; segmentation a tiny random conv model (``seg_models``).
 """
 import os
+import re
 import time
 
 import numpy as np
@@ -223,6 +224,61 @@ def test_two_cloudmasks_share_one_cached_session(processing_provider, tmp_path):
         np.testing.assert_allclose(read(tmp_path / f"p_{name}.tif"), read(ref["OUTPUT_PROBABILITY"]), atol=1e-6)
         assert run.results["VALID_PIXELS"] == ref["VALID_PIXELS"] > 0
     assert len([k for k in onnx_backend._sessions if k[0] == os.path.abspath(model)]) == 1
+
+
+def _other_algorithm_params(name, tmp_path, suffix):
+    import seg_models
+
+    if name == "segment":
+        model = tmp_path / "seg.onnx"
+        if not model.exists():
+            seg_models.conv_model(model, card=seg_models.seg_card("task-seg", tile=32, overlap=8))
+            s2_raster(tmp_path / "s2.tif", 70)
+        return {"INPUT": [str(tmp_path / "s2.tif")], "MODEL": str(model), "DEVICE": "cpu",
+                "OUTPUT": str(tmp_path / f"classes_{suffix}.tif"), "OUTPUT_CONFIDENCE": str(tmp_path / f"conf_{suffix}.tif")}
+    if name == "attentionmaps":
+        built_model(SPECTF)
+        return {"INPUT": [str(shared(*EMIT_RFL))], "MODEL": SPECTF, "DEVICE": "cpu",
+                "OUTPUT": str(tmp_path / f"att_{suffix}.tif"), "OUTPUT_TOP_WAVELENGTH": str(tmp_path / f"top_{suffix}.tif")}
+    if name == "orthorectify":
+        return {"INPUT": str(shared("emit", "EMIT_L2A_MASK_001_20220827T060753_9999999_999.nc")),
+                "OUTPUT": str(tmp_path / f"ortho_{suffix}.tif")}
+    return {"OUTPUT_JSON": str(tmp_path / f"models_{suffix}.json")}  # models
+
+
+@pytest.mark.parametrize("name", ["segment", "attentionmaps", "orthorectify", "models"])
+def test_other_algorithms_in_a_task_match_direct_runs(name, processing_provider, tmp_path):
+    run = TaskRun(f"spectraltf:{name}", _other_algorithm_params(name, tmp_path, "task"))
+    run_tasks([run])
+    assert run.ok, run.log
+    ref = direct(f"spectraltf:{name}", _other_algorithm_params(name, tmp_path, "direct"))
+    compared = 0
+    for key, value in ref.items():
+        if isinstance(value, str) and value.endswith(".tif"):
+            np.testing.assert_array_equal(read(run.results[key]), read(value), err_msg=key)
+            compared += 1
+        elif isinstance(value, str) and value.endswith(".json"):
+            assert open(run.results[key]).read() == open(value).read()
+            compared += 1
+    assert compared >= 1, ref
+
+
+GUI_CALLS = ("iface", "qgis.gui", "QgsProject.instance", "QMessageBox", "QFileDialog", "QWidget",
+             "processEvents")
+
+
+def test_algorithms_and_runtime_make_no_gui_calls():
+    """``run()`` executes in a worker thread: the algorithm adapters and the runtime must not touch
+    the GUI (widgets, iface, the project, the event loop)."""
+    from support import REPO
+
+    offenders = []
+    for folder in ("algorithms", "runtime"):
+        for path in sorted((REPO / folder).glob("*.py")):
+            text = path.read_text(encoding="utf-8")
+            offenders += [f"{folder}/{path.name}: {call}" for call in GUI_CALLS
+                          if re.search(rf"(?<![\w.]){re.escape(call)}\b", text)]
+    assert offenders == []
 
 
 @pytest.fixture(scope="module")

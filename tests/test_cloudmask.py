@@ -414,3 +414,39 @@ def test_auto_input_type_logs_decision(tmp_path, tiny):
     assert res.input_type == "radiance" and res.valid_pixels == 266
     assert any(m.startswith("Input type (auto): radiance (99th percentile") for m in mon.infos), mon.infos
     assert any("Earth–Sun distance" in m for m in mon.infos)  # the ToaConverter ran
+
+
+def test_probability_variant_matches_full_model():
+    """The pruned probability-only graph (what the cloud mask runs) equals the full export."""
+    model = spectf.SpectfModel.load(real_model(), device="cpu")
+    assert model.probability_session() is not model.session, "build_store writes the variant"
+    cube, valid, wl, _ = libya_toa()
+    keep = spectf.keep_bands(wl)
+    clear = cube[:, valid].T[:, keep]
+    cloudy = 0.6 * cloud_toa(wl, cube[:, valid].mean(axis=1))[keep] + 0.4 * clear
+    x = np.vstack([clear, cloudy]).astype(np.float32)
+    fast, _ = model.predict(x, wl[keep])
+    full, _ = model.predict(x, wl[keep], attention=True)
+    np.testing.assert_allclose(fast, full, atol=1e-6)
+    assert (fast[len(clear):] > 0.5).any() and (fast[:len(clear)] < 0.5).all()
+
+
+def test_radiance_input_uses_the_models_solar_spectrum(tmp_path):
+    """Radiance + OBS → probabilities equal the SpecTf reference chain (TOA with SpecTf's irr.npy,
+    Gaussian-FWHM resampling, per-pixel zenith, mean Earth–Sun distance) within 1e-4."""
+    from spectral_transformers.runtime import raster_io, toa
+
+    path = real_model()
+    monitor = RecordingMonitor()
+    spectf.run_spectf(str(shared(*EMIT)), path, {"probability": str(tmp_path / "p.tif")}, input_type="radiance",
+                      observation=str(shared(*EMIT_OBS)), device="cpu", monitor=monitor)
+    assert any("the model's own" in m for m in monitor.infos), monitor.infos
+    got, _ = read(tmp_path / "p.tif")
+    ds = gdal.Open(str(shared(*EMIT)))
+    conv = toa.ToaConverter.create(ds, str(shared(*EMIT_OBS)), irradiance=str(shared("spectf", "irr.npy")))
+    window = raster_io.Window(0, 0, ds.RasterXSize, ds.RasterYSize)
+    values, valid = raster_io.read_block(ds, window)
+    rho = conv.convert(window, values)
+    keep = spectf.keep_bands(conv.wavelength_nm)
+    ref, _ = spectf.SpectfModel.load(path, device="cpu").predict(rho[:, valid].T[:, keep], conv.wavelength_nm[keep])
+    np.testing.assert_allclose(got[valid], ref, atol=1e-4)

@@ -114,12 +114,19 @@ def test_nodata_masked_and_empty_tiles_skipped(tmp_path):
 def test_outputs_metadata_colours_and_style(tmp_path):
     model = _model(tmp_path, tile=32, overlap=8)
     src = seg_models.write_raster(tmp_path / "in.tif", RNG.random((3, 40, 40)), NAMES)
-    _, _, _, outs = _run(tmp_path, [src], model)
+    # GeoTIFF keeps category names in a .aux.xml side file (GDAL PAM), which the test session turns
+    # off to keep ../shared/data untouched: turn it on for this run in a temporary folder.
+    gdal.SetConfigOption("GDAL_PAM_ENABLED", "YES")
+    try:
+        _, _, _, outs = _run(tmp_path, [src], model)
+    finally:
+        gdal.SetConfigOption("GDAL_PAM_ENABLED", None)
+    aux = open(outs["classes"] + ".aux.xml").read()
+    assert "<Category>c0</Category>" in aux and "<Category>c2</Category>" in aux
     ds = gdal.Open(outs["classes"])
     band = ds.GetRasterBand(1)
     assert band.GetNoDataValue() == 255 and band.DataType == gdal.GDT_Byte
     assert band.GetColorTable().GetColorEntry(1) == (40, 215, 90, 255)
-    assert band.GetCategoryNames()[:3] == ["c0", "c1", "c2"]
     assert ds.GetMetadataItem("model_id") == "tiny-seg"
     assert os.path.exists(tmp_path / "out.qml") and 'label="c2"' in (tmp_path / "out.qml").read_text()
     p = gdal.Open(outs["probabilities"])
@@ -347,3 +354,15 @@ def test_ukis_csmask_parity_on_real_chips(processing_provider, tmp_path):
         assert agree >= 0.99
         for cls, (m, r) in ious.items():
             assert m >= r - 0.005, (name, cls, m, r)
+
+
+def test_narrow_nir_is_preferred_over_broad_nir(tmp_path):
+    """A model band B8A (narrow NIR) takes the raster's B8A, not B8, even though both are 'NIR'."""
+    from spectral_transformers.runtime import band_matching
+
+    names = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12"]
+    src = seg_models.write_raster(tmp_path / "s2.tif", RNG.random((13, 4, 4)), names)
+    bands = [{"name": "B02", "aliases": ["Blue"]}, {"name": "B8A", "aliases": ["Narrow NIR"]},
+             {"name": "nir"}, {"name": "B12"}]
+    picked, how = band_matching.match_bands(gdal.Open(src), bands, path=src)
+    assert picked == [2, 9, 8, 13], how

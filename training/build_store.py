@@ -24,8 +24,19 @@ RECOMMENDED_BATCH_SIZE = 64
 CODE = [Path(__file__).with_name(n) for n in ("spectf.py", "spectf_export.py", "build_store.py")]
 
 
+def write_solar_csv(npy_path, csv_path):
+    """SpecTf's ``irr.npy`` (nm, µW cm⁻² nm⁻¹) as a two-column CSV the plugin runtime reads."""
+    import numpy as np
+
+    table = np.load(str(npy_path), allow_pickle=False)
+    header = ("# SpecTf solar irradiance (irr.npy of the SpecTf repository, Apache-2.0)\n"
+              "# wavelength_nm,irradiance_uW_cm2_nm")
+    np.savetxt(str(csv_path), table[:, :2], delimiter=",", fmt="%.6f", header=header, comments="")
+
+
 def _up_to_date(target, sources):
-    if not target.exists() or not target.with_suffix(".json").exists():
+    variant = target.parent / "variants" / f"{target.stem}.probability.onnx"
+    if not target.exists() or not target.with_suffix(".json").exists() or not variant.exists():
         return False
     newest = max(p.stat().st_mtime for p in sources if p.exists())
     return target.stat().st_mtime >= newest
@@ -52,8 +63,16 @@ def build(weights_dir=DEFAULT_WEIGHTS_DIR, models_dir=DEFAULT_MODELS_DIR, emit_h
             wavelengths = emit_training_wavelengths(emit_header) if Path(emit_header).exists() else []
             if len(wavelengths) == 0:
                 log(f"build_store: warning: {emit_header} not found; card has no wavelengths_nm")
+        extra = {}
+        irradiance = weights_dir / "irr.npy"
+        if irradiance.exists():
+            # SpecTf's own solar spectrum: radiance inputs are converted with it by default, as the
+            # reference implementation does (a build output beside the model, not committed).
+            solar = target.with_name(f"{target.stem}.solar.csv")
+            write_solar_csv(irradiance, solar)
+            extra["solar_irradiance_file"] = solar.name
         card = spectf_card(version, wavelengths, recommended_batch_size=RECOMMENDED_BATCH_SIZE,
-                           weights_file=weights.name)
+                           weights_file=weights.name, **extra)
         export_weights(weights, target, card)
         log(f"build_store: wrote {target} (+ {target.with_suffix('.json').name})")
         built.append(target)

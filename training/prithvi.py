@@ -16,7 +16,7 @@ six HLS bands Blue, Green, Red, Narrow NIR, SWIR1, SWIR2 (HLS B02–B07 = Sentin
 B04, B8A, B11, B12). Output of :class:`PrithviSegmenter`: logits (B, classes, H, W).
 """
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch

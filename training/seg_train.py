@@ -72,7 +72,11 @@ def train(model, images, labels, tile, steps, batch=4, lr=1e-3, seed=0, log=None
     rng = np.random.default_rng(seed)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(1, steps), pct_start=0.2)
+    if steps < 1:
+        raise ValueError("steps must be >= 1")
+    # one-cycle schedule (warm-up 20 %); constant rate for very short runs
+    sched = (torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.2)
+             if steps >= 20 else None)
     weight = torch.as_tensor(class_weights, dtype=torch.float32) if class_weights is not None else None
     losses = []
     model.train()
@@ -84,7 +88,8 @@ def train(model, images, labels, tile, steps, batch=4, lr=1e-3, seed=0, log=None
         opt.zero_grad()
         loss.backward()
         opt.step()
-        sched.step()
+        if sched is not None:
+            sched.step()
         losses.append(loss.item())
         if log and (step % 10 == 0 or step == steps - 1):
             log(f"step {step + 1}/{steps} loss {losses[-1]:.4f}")

@@ -147,7 +147,7 @@ def main(argv=None):
     card = spectf_card(args.version, bands, args.threshold, id=f"spectf-cloud-{args.version}",
                        name=f"SpecTf cloud mask (trained locally, {args.version})",
                        description="SpecTf trained with spectral_transformers.training train",
-                       source={"training_data": [Path(d).name for d in args.data],
+                       source={"training_data": ", ".join(Path(d).name for d in args.data),
                                "architecture": "SpecTf, arXiv:2501.04916"},
                        license="user-defined", test_metrics=report,
                        training={"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,

@@ -11,7 +11,6 @@ output of :class:`HyperspectralSegmenter`: logits (B, classes, H, W).
 """
 from dataclasses import replace
 
-import torch
 from torch import nn
 from torch.nn import functional as F
 
