@@ -45,7 +45,7 @@ class CloudMaskAlgorithm(SpectralAlgorithm):
             self.OBSERVATION, "Observation geometry (OBS: solar zenith, Earth–Sun distance; radiance input)",
             optional=True))
         self.addParameter(QgsProcessingParameterFile(
-            self.IRRADIANCE, "Solar irradiance spectrum (radiance input; default: built-in)", optional=True))
+            self.IRRADIANCE, "Solar irradiance spectrum (radiance input; default: the model's own)", optional=True))
         self.addParameter(QgsProcessingParameterNumber(
             self.SOLAR_ZENITH, "Solar zenith angle override (degrees; radiance input)",
             QgsProcessingParameterNumber.Double, optional=True))
@@ -79,8 +79,9 @@ class CloudMaskAlgorithm(SpectralAlgorithm):
             "<p><b>Hyperspectral image</b>: TOA reflectance, or at-sensor radiance (µW cm⁻² nm⁻¹ sr⁻¹ as "
             "EMIT/AVIRIS-NG) converted to TOA reflectance block by block (no intermediate file) with the "
             "<b>Observation geometry</b> file (EMIT/AVIRIS-NG OBS) or the solar zenith / Earth–Sun "
-            "distance overrides. The <b>Solar irradiance spectrum</b> defaults to the shipped ASTM E-490 "
-            "spectrum; give SpecTf's own irr.npy to reproduce the EMIT pipeline exactly. Band wavelengths "
+            "distance overrides. The <b>Solar irradiance spectrum</b> defaults to the model's own (the SpecTf "
+            "models carry SpecTf's irr.npy, so radiance is converted as the reference implementation does), "
+            "else to the ASTM E-490 spectrum shipped with the plugin. Band wavelengths "
             "must be in the metadata (ENVI header, GDAL band metadata or band names).</p>"
             "<p><b>Input type</b>: auto decides from the value range (99th percentile above 1.5 → radiance) "
             "and logs why; reflectance input holding obvious radiance values is an error.</p>"

@@ -391,6 +391,7 @@ class SpectfResult:
     valid_pixels: int = 0
     cloud_pixels: int = 0
     warnings: list = field(default_factory=list)
+    top_wavelength_range: tuple = None  # (min, max) nm written to the top-wavelength output
 
     @property
     def cloud_fraction(self):
@@ -642,7 +643,11 @@ def _stream(ds, spectf, converter, band_idx, used_wl, outputs, threshold, batch_
             if "top_wavelength" in writers:
                 block = np.full(shape, FLOAT_NODATA, np.float32)
                 if n:
-                    block[valid] = wl32[np.argmax(att, axis=1)]
+                    top = wl32[np.argmax(att, axis=1)]
+                    block[valid] = top
+                    lo, hi = float(top.min()), float(top.max())
+                    old = result.top_wavelength_range
+                    result.top_wavelength_range = (lo, hi) if old is None else (min(old[0], lo), max(old[1], hi))
                 writers["top_wavelength"].write(window, block)
             done += window.xsize * window.ysize
             monitor.progress(done / total)
@@ -650,12 +655,12 @@ def _stream(ds, spectf, converter, band_idx, used_wl, outputs, threshold, batch_
             if converter is not None:
                 release_read_cache(converter.observation_ds, window)
         monitor.check()
-    _write_styles(outputs)
+    _write_styles(outputs, result)
     monitor.info(f"Valid pixels: {result.valid_pixels}; cloud: {result.cloud_pixels} "
                  f"({100 * result.cloud_fraction:.1f} %).")
 
 
-def _write_styles(outputs):
+def _write_styles(outputs, result=None):
     """QML styles beside the outputs (QGIS loads ``out.qml`` for ``out.tif`` automatically)."""
     from . import styles
 
@@ -666,7 +671,11 @@ def _write_styles(outputs):
     if "probability" in outputs:
         styles.write_pseudocolor_qml(styles.qml_path_for(outputs["probability"]), 0.0, 1.0, ramp="greys")
     if "top_wavelength" in outputs:
-        styles.write_pseudocolor_qml(styles.qml_path_for(outputs["top_wavelength"]), 400.0, 2500.0, ramp="turbo")
+        lo, hi = (result.top_wavelength_range if result is not None and result.top_wavelength_range
+                  else (400.0, 2500.0))
+        if hi - lo < 1.0:
+            lo, hi = lo - 5.0, hi + 5.0
+        styles.write_pseudocolor_qml(styles.qml_path_for(outputs["top_wavelength"]), lo, hi, ramp="turbo")
 
 
 def predict_spectra(model, spectra, wavelengths_nm, batch_size=None, attention=False, device="auto"):

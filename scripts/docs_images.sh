@@ -3,7 +3,7 @@
 # Runs the demo (real EMIT clip, real Sentinel-2 chip), adds a cloud-mask example on Libya-4 TOA
 # spectra mixed with a synthetic cloud (no real cloudy EMIT scene is available offline — the picture
 # says so), then renders maps with QgsMapRendererParallelJob and screenshots an algorithm dialog
-# under Xvfb.
+# under Xvfb (tests/test_dialogs.py).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 out="$here/out"
@@ -11,7 +11,7 @@ py="$here/.venv/bin/python"
 qp="$here/scripts/qgis_process"
 export GDAL_PAM_ENABLED=NO
 
-bash "$here/scripts/demo.sh"
+[ "${SKIP_DEMO:-0}" = 1 ] || bash "$here/scripts/demo.sh"
 
 echo "== Synthetic cloud over real Libya-4 TOA spectra (for the cloud-mask picture) =="
 "$py" - "$out/toa_reflectance.tif" "$out/synthetic_cloudy_toa.tif" <<'PY'
@@ -28,7 +28,8 @@ valid = toa[0] != nodata
 rows, cols = valid.shape
 yy, xx = np.mgrid[0:rows, 0:cols]
 # a soft-edged cloud blob: cloud fraction 1 in the centre falling to 0 at the rim
-frac = np.clip(1.4 - np.hypot((yy - rows * 0.45) / (rows * 0.3), (xx - cols * 0.55) / (cols * 0.35)), 0, 1)
+d = np.hypot((yy - rows * 0.42) / (rows * 0.5), (xx - cols * 0.5) / (cols * 0.5))
+frac = np.clip((0.55 - d) / 0.3, 0, 1)
 cloud = cloud_spectrum(info.wavelength_nm)[:, None, None]
 mixed = np.where(valid, frac * cloud + (1 - frac) * toa, nodata).astype(np.float32)
 ds = gdal.GetDriverByName("GTiff").Create(sys.argv[2], cols, rows, toa.shape[0], gdal.GDT_Float32, ["COMPRESS=DEFLATE"])
@@ -47,3 +48,6 @@ echo "== Rendering with QGIS =="
 mkdir -p "$here/docs/images"
 xvfb-run -a -s "-screen 0 1280x1024x24" env QT_QPA_PLATFORM=xcb GDAL_PAM_ENABLED=NO \
     PYTHONPATH="$here/build/plugins" "$py" "$here/scripts/render_docs_images.py" "$out" "$here/docs/images"
+echo "== Dialog screenshot (QGIS Processing dialog under Xvfb) =="
+xvfb-run -a -s "-screen 0 1280x1024x24" env SPECTRALTF_SCREENSHOT_DIR="$here/docs/images" \
+    "$py" -m pytest -q "$here/tests/test_dialogs.py" -k cloudmask -o qgis_gui_enabled=true

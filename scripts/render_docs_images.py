@@ -4,7 +4,7 @@ Usage: render_docs_images.py OUT_DIR IMAGES_DIR
 
 Reads the real outputs that docs_images.sh produced in OUT_DIR and writes PNGs to IMAGES_DIR:
 - maps rendered by ``QgsMapRendererParallelJob`` (each layer styled by the QML the algorithm wrote);
-- a screenshot of the "SpecTf cloud mask" algorithm dialog (needs a display: run under xvfb-run).
+(the dialog screenshot comes from ``tests/test_dialogs.py`` with SPECTRALTF_SCREENSHOT_DIR set).
 """
 import os
 import sys
@@ -31,20 +31,33 @@ def load(path, name, qml=None):
     return layer
 
 
-def rgb(path, name, bands):
-    """True-colour composite with a 2–98 % stretch."""
+def rgb(path, name, bands, limits=None):
+    """True-colour composite with a 2–98 % stretch, or fixed (min, max) ``limits``."""
     layer = QgsRasterLayer(path, name)
     renderer = QgsMultiBandColorRenderer(layer.dataProvider(), *bands)
     for setter, band in zip((renderer.setRedContrastEnhancement, renderer.setGreenContrastEnhancement,
                              renderer.setBlueContrastEnhancement), bands):
         ce = QgsContrastEnhancement(layer.dataProvider().dataType(band))
         ce.setContrastEnhancementAlgorithm(QgsContrastEnhancement.StretchToMinimumMaximum)
-        stats = layer.dataProvider().bandStatistics(band)
-        ce.setMinimumValue(stats.minimumValue)
-        ce.setMaximumValue(stats.maximumValue)
+        lo, hi = limits or _percentiles(path, band)
+        ce.setMinimumValue(lo)
+        ce.setMaximumValue(hi)
         setter(ce)
     layer.setRenderer(renderer)
     return layer
+
+
+def _percentiles(path, band, low=2, high=98):
+    """2–98 % stretch limits of one band (nodata and NaN excluded)."""
+    import numpy as np
+    from osgeo import gdal
+
+    ds = gdal.Open(path)
+    b = ds.GetRasterBand(band)
+    a = b.ReadAsArray().astype("float64")
+    nd = b.GetNoDataValue()
+    v = a[np.isfinite(a) & ((a != nd) if nd is not None else True)]
+    return (float(np.percentile(v, low)), float(np.percentile(v, high))) if v.size else (0.0, 1.0)
 
 
 def render(layers, png, width=480):
@@ -76,36 +89,21 @@ def band_near(path, nm):
     return best
 
 
-def dialog_screenshot(alg_id, png):
-    import processing  # noqa: F401 (initialises the Processing GUI classes)
-    from processing.gui.AlgorithmDialog import AlgorithmDialog
-    from qgis.core import QgsApplication as App
-
-    alg = App.processingRegistry().createAlgorithmById(alg_id)
-    dialog = AlgorithmDialog(alg)
-    dialog.resize(900, 640)
-    dialog.show()
-    for _ in range(20):
-        App.processEvents()
-    dialog.grab().save(png, "PNG")
-    dialog.close()
-    print(f"wrote {png}")
-
-
 def main(out_dir, images_dir):
     os.makedirs(images_dir, exist_ok=True)
     j = lambda *p: os.path.join(out_dir, *p)  # noqa: E731
     toa = j("toa_reflectance.tif")
     if os.path.exists(j("cloudmask_synthetic.tif")):
         src = j("synthetic_cloudy_toa.tif")
+        render([load(j("cloudprob_synthetic.tif"), "SpecTf cloud probability")],
+               os.path.join(images_dir, "cloudprob.png"))
         render([load(j("cloudmask_synthetic.tif"), "SpecTf cloud mask"),
-                rgb(src, "TOA RGB", [band_near(src, 650), band_near(src, 560), band_near(src, 470)])],
+                rgb(src, "TOA RGB", [band_near(src, 650), band_near(src, 560), band_near(src, 470)], (0.0, 0.9))],
                os.path.join(images_dir, "cloudmask.png"))
     if os.path.exists(j("segment_sentinel2.tif")):
         src = j("sentinel2_chip.tif")
         render([load(j("segment_sentinel2.tif"), "ukis-csmask classes"), rgb(src, "Sentinel-2 RGB", [3, 2, 1])],
                os.path.join(images_dir, "segmentation.png"))
-        render([rgb(src, "Sentinel-2 RGB", [3, 2, 1])], os.path.join(images_dir, "segmentation_input.png"))
     if os.path.exists(j("attention_top_wavelength.tif")):
         render([load(j("attention_top_wavelength.tif"), "Most-attended wavelength")],
                os.path.join(images_dir, "attention_top_wavelength.png"))
@@ -114,7 +112,6 @@ def main(out_dir, images_dir):
     if os.path.exists(toa):
         render([rgb(toa, "EMIT TOA reflectance", [band_near(toa, 650), band_near(toa, 560), band_near(toa, 470)])],
                os.path.join(images_dir, "toa_rgb.png"))
-    dialog_screenshot("spectraltf:cloudmask", os.path.join(images_dir, "dialog_cloudmask.png"))
 
 
 if __name__ == "__main__":

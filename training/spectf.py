@@ -17,20 +17,13 @@ import numpy as np
 import torch
 from torch import nn
 
+# Band selection is the plugin runtime's: one definition for training, export and inference.
+from ..runtime.spectf import DEFAULT_DROP_RANGES_NM as DROP_RANGES_NM
+from ..runtime.spectf import keep_bands  # noqa: F401 (re-exported)
+
 WAVELENGTH_OFFSET_NM = 1440.0
 WAVELENGTH_SCALE_NM = 600.0
-DROP_RANGES_NM = ((0.0, 405.0), (1275.0, 1321.0), (2455.0, 9999.0))
 DIM, HEADS, DIM_FF = 64, 8, 64
-
-
-def keep_bands(wavelength_nm, drop_ranges_nm=DROP_RANGES_NM):
-    """Boolean mask of bands whose centre (nm) lies outside every inclusive drop range."""
-    wl = np.asarray(wavelength_nm, dtype=np.float64)
-    keep = np.ones(wl.shape, dtype=bool)
-    for lo, hi in drop_ranges_nm:
-        keep &= ~((wl >= lo) & (wl <= hi))
-    return keep
-
 
 def encode_wavelengths(wavelength_nm):
     """Wavelength token channel: (λ_nm − 1440) / 600."""
