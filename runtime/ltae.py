@@ -65,8 +65,8 @@ class TemporalModel:
         for start in range(0, len(series), batch_size):
             if monitor is not None:
                 monitor.check()
-            lg, at = self.session.run(["logits", "attention"], {"series": series[start:start + batch_size],
-                                                                 "doy": doy})
+            lg, at = self.session.run_cancellable(
+                ["logits", "attention"], {"series": series[start:start + batch_size], "doy": doy}, monitor)
             logits.append(lg)
             attention.append(at)
         return np.concatenate(logits), np.concatenate(attention)

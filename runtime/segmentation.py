@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import band_matching, registry, tiling
-from .errors import InputError, ModelError
+from .errors import Cancelled, InputError, ModelError
 from .monitor import ensure
 from .onnx_backend import load_session
 from .raster_io import Grid, OutputSet, RasterWriter, Window, gdal, open_raster, read_block
@@ -136,11 +136,14 @@ class ModelRunner:
     def provider(self):
         return self.session.active_provider
 
-    def probabilities(self, tiles):
-        """tiles (N, T, C, H, W) float32 → probabilities (N, classes, H, W) float32."""
+    def probabilities(self, tiles, monitor=None):
+        """tiles (N, T, C, H, W) float32 → probabilities (N, classes, H, W) float32. A ``monitor``
+        reporting cancellation stops the inference itself (ONNX Runtime run termination)."""
         x = assemble(tiles, self.layout, self.stacking)
         try:
-            raw = self.session.run([self.output_name], {self.input_name: x})[0]
+            raw = self.session.run_cancellable([self.output_name], {self.input_name: x}, monitor)[0]
+        except Cancelled:
+            raise
         except Exception as exc:  # onnxruntime raises its own types
             raise ModelError(f"the model failed on a {tuple(x.shape)} input ({str(exc).splitlines()[0][:300]}).",
                              "MODEL") from None
@@ -315,7 +318,7 @@ def run_segmentation(inputs, model, outputs, bands=None, overlap=None, crop=None
                 monitor.check()
                 cols = pending[b0:b0 + batch_size]
                 tiles = np.stack([rows_x[..., plan.col_index(x0)] for x0 in cols])
-                probs = runner.probabilities(tiles)
+                probs = runner.probabilities(tiles, monitor)
                 for p, x0 in zip(probs, cols):
                     c0, c1 = plan.inside(x0, tw, width)
                     w = plan.weight(y0, x0)[r0:r1, c0:c1]
