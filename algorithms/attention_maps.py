@@ -91,7 +91,7 @@ class AttentionMapsAlgorithm(SpectralAlgorithm):
             "diagnostic, not a calibrated importance measure.</p>")
 
     # -- run ---------------------------------------------------------------------------------
-    def run(self, parameters, context, monitor):
+    def execute(self, parameters, context, monitor):
         from ..runtime import ltae
 
         layers = self.parameterAsLayerList(parameters, self.INPUT, context)

@@ -1,7 +1,7 @@
 """Shared plumbing for the Processing algorithms: feedback adapter, error translation, parameters.
 
 Each algorithm subclasses :class:`SpectralAlgorithm`, declares its parameter names once as class
-constants, and implements :meth:`run`, which calls the QGIS-free runtime with a
+constants, and implements :meth:`execute`, which calls the QGIS-free runtime with a
 :class:`FeedbackMonitor`. Anticipated problems (:class:`~..runtime.errors.SpectralError`) and
 cancellation become ``QgsProcessingException`` with the runtime's message.
 """
@@ -134,7 +134,7 @@ class FileRasterSource:
 
 class SpectralAlgorithm(QgsProcessingAlgorithm):
     """Base class: subclasses set ``NAME``, ``DISPLAY``, ``GROUP`` and implement ``initAlgorithm``,
-    ``shortHelpString`` and :meth:`run`."""
+    ``shortHelpString`` and :meth:`execute`."""
 
     NAME = ""
     DISPLAY = ""
@@ -194,7 +194,7 @@ class SpectralAlgorithm(QgsProcessingAlgorithm):
         apply_settings()  # Processing ▸ Options ▸ Providers ▸ Spectral Transformers → runtime env
         monitor = FeedbackMonitor(feedback)
         try:
-            return self._run_spectral(parameters, context, monitor)
+            return self.execute(parameters, context, monitor)
         except Cancelled as exc:
             raise QgsProcessingException(str(exc)) from None
         except SpectralError as exc:
@@ -203,17 +203,8 @@ class SpectralAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException(
                 "Out of memory; reduce BATCH_SIZE or the block size (SPECTRALTF_BLOCK_MB).") from None
 
-    def __init_subclass__(cls, **kwargs):
-        # Subclasses implement ``run(parameters, context, monitor)``, but QGIS's own
-        # ``QgsProcessingAlgorithm.run(parameters, context, feedback, configuration, catchExceptions)`` is
-        # what processing.run() and the Processing dialog call: move the subclass hook to
-        # ``_run_spectral`` so that QGIS's ``run`` stays reachable.
-        super().__init_subclass__(**kwargs)
-        hook = cls.__dict__.get("run")
-        if hook is not None:
-            cls._run_spectral = hook
-            delattr(cls, "run")
-
-    def _run_spectral(self, parameters, context, monitor):
-        """The subclass's ``run(parameters, context, monitor)`` (see :meth:`__init_subclass__`)."""
+    def execute(self, parameters, context, monitor):
+        """Run the algorithm: read parameters, call the runtime with ``monitor``, return the outputs.
+        (Not named ``run``: that is QGIS's own entry point, used by processing.run and the dialog.)"""
         raise NotImplementedError
+

@@ -107,7 +107,7 @@ class CloudMaskAlgorithm(SpectralAlgorithm):
         except Exception:  # noqa: BLE001 - QGIS raises on unparsable text
             raise InputError(f"'{raw}' is not a number.", name) from None
 
-    def run(self, parameters, context, monitor):
+    def execute(self, parameters, context, monitor):
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         if layer is None:
             raise InputError("no raster given or it cannot be opened; expected a hyperspectral raster.", self.INPUT)

@@ -44,7 +44,7 @@ class ListModelsAlgorithm(SpectralAlgorithm):
             "<p><b>Models</b> output: JSON list of {id, path, origin, error, card}. <b>Model list</b> "
             "(optional): the same JSON written to a file.</p>")
 
-    def run(self, parameters, context, monitor):
+    def execute(self, parameters, context, monitor):
         entries = registry.list_models()
         for e in entries:
             if e.error:

@@ -47,7 +47,7 @@ class OrthorectifyAlgorithm(SpectralAlgorithm):
             "get the input's nodata value (−9999 for float, 255 for byte rasters without nodata).<br>"
             "The raster is written tile by tile; only the sensor window a tile needs is read.")
 
-    def run(self, parameters, context, monitor):
+    def execute(self, parameters, context, monitor):
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         if layer is None:
             raise InputError("cannot open the sensor-geometry raster.", self.INPUT)

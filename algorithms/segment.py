@@ -91,7 +91,7 @@ class SegmentAlgorithm(SpectralAlgorithm):
             "<p>The raster is processed one row of tiles at a time, so memory does not grow with its "
             "height; cancelling leaves no output file.</p>")
 
-    def run(self, parameters, context, monitor):
+    def execute(self, parameters, context, monitor):
         layers = self.parameterAsLayerList(parameters, self.INPUT, context)
         if not layers:
             raise InputError("no raster given; expected one raster (or one per date for multi-temporal models).",

@@ -73,7 +73,7 @@ class ToaReflectanceAlgorithm(SpectralAlgorithm):
             return None
         return self.parameterAsDouble(parameters, name, context)
 
-    def run(self, parameters, context, monitor):
+    def execute(self, parameters, context, monitor):
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         if layer is None:
             raise InputError("cannot open the radiance raster; expected a raster file with band wavelengths.",
