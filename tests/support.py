@@ -79,3 +79,20 @@ def qgis_process(*args, json_output=True, timeout=600, env=None):
             except json.JSONDecodeError:
                 parsed = None
     return proc.returncode, parsed, proc.stdout, proc.stderr
+
+
+def add_onnx(path, metadata=None):
+    """A valid but unrelated ONNX model (y = x + x, 1-D) for "wrong kind of model" tests; optional
+    ``metadata`` goes into its metadata_props. Returns ``path`` as a string."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N"])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N"])
+    graph = helper.make_graph([helper.make_node("Add", ["x", "x"], ["y"])], "add", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    if metadata:
+        helper.set_model_props(model, dict(metadata))
+    onnx.save(model, str(path))
+    return str(path)

@@ -123,17 +123,11 @@ def test_cancelled_run_leaves_no_output(processing_provider, ltae_model, tmp_pat
 
 
 def test_models_without_attention(processing_provider, ltae_model, tmp_path):
-    import onnx
-    from onnx import TensorProto, helper
     from qgis.core import QgsProcessingException
 
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N"])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N"])
-    model = helper.make_model(helper.make_graph([helper.make_node("Add", ["x", "x"], ["y"])], "add", [x], [y]),
-                              opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    add = str(tmp_path / "add.onnx")
-    onnx.save(model, add)
+    from support import add_onnx
+
+    add = add_onnx(tmp_path / "add.onnx")
     with pytest.raises(QgsProcessingException, match="MODEL: .*no 'attention' output"):
         _run({"INPUT": ltae_model["paths"], "MODEL": add, "OUTPUT": str(tmp_path / "o.tif")})
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from support import qgis_process, shared
+from support import add_onnx, qgis_process, shared
 
 from spectral_transformers.runtime import spectf
 from spectral_transformers.runtime.errors import Cancelled, InputError, ModelError
@@ -83,16 +83,6 @@ def build_tiny_spectf(path, card=None, fixed_bands=None, with_attention=True):
                 "drop_ranges_nm": [[0, 405], [1275, 1321], [2455, 9999]], "trained_on": "EMIT"}
         base.update(card or {})
         helper.set_model_props(model, {"model_card": json.dumps(base)})
-    onnx.save(model, str(path))
-    return str(path)
-
-
-def build_add_model(path):
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N"])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N"])
-    graph = helper.make_graph([helper.make_node("Add", ["x", "x"], ["y"])], "add", [x], [y])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
     onnx.save(model, str(path))
     return str(path)
 
@@ -214,7 +204,7 @@ def test_bad_inputs(tmp_path, tiny):
     src = write_cube(tmp_path / "toa.tif", cube, wl, fwhm)
     out = {"mask": str(tmp_path / "m.tif")}
     # non-SpecTf ONNX
-    add = build_add_model(tmp_path / "add.onnx")
+    add = add_onnx(tmp_path / "add.onnx")
     with pytest.raises(ModelError, match=r"MODEL: .*not a SpecTf cloud model: expected inputs spectra \(N,S\)"):
         spectf.run_spectf(src, add, out, device="cpu")
     # no wavelengths
@@ -365,7 +355,7 @@ def test_processing_errors(processing_provider, tmp_path):
     cube, wl, fwhm = random_toa()
     src = write_cube(tmp_path / "toa.tif", cube, wl, fwhm)
     tiny_path = build_tiny_spectf(tmp_path / "tiny.onnx")
-    add = build_add_model(tmp_path / "add.onnx")
+    add = add_onnx(tmp_path / "add.onnx")
     out = str(tmp_path / "m.tif")
     with pytest.raises(QgsProcessingException, match="THRESHOLD"):
         _run_alg({"INPUT": src, "MODEL": tiny_path, "THRESHOLD": 1.5, "OUTPUT": out})

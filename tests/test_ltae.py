@@ -240,16 +240,10 @@ def test_bad_inputs(trained, date_rasters, tmp_path):
 
 
 def test_models_without_attention_are_rejected(tmp_path):
-    onnx = pytest.importorskip("onnx")
-    from onnx import TensorProto, helper
+    pytest.importorskip("onnx")
+    from support import add_onnx
 
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N"])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N"])
-    graph = helper.make_graph([helper.make_node("Add", ["x", "x"], ["y"])], "add", [x], [y])
-    path = str(tmp_path / "add.onnx")
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, path)
+    path = add_onnx(tmp_path / "add.onnx")
     with pytest.raises(ModelError, match="MODEL.*no 'attention' output"):
         rt.resolve_attention_model(path)
     with open(str(tmp_path / "add.json"), "w") as fh:  # a segmentation card does not help

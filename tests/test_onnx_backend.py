@@ -1,6 +1,7 @@
 """ONNX Runtime sessions: device selection, cache, errors and cancellable runs (no QGIS needed)."""
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,20 +9,15 @@ import pytest
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper  # noqa: E402
 
+from support import add_onnx  # noqa: E402
+
 from spectral_transformers.runtime import onnx_backend  # noqa: E402
 from spectral_transformers.runtime.errors import Cancelled, InputError, ModelError  # noqa: E402
 from spectral_transformers.runtime.monitor import Monitor  # noqa: E402
 
 
 def _add_model(path):
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N"])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N"])
-    graph = helper.make_graph([helper.make_node("Add", ["x", "x"], ["y"])], "add", [x], [y])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    helper.set_model_props(model, {"model_card": '{"id": "add"}'})
-    onnx.save(model, str(path))
-    return path
+    return Path(add_onnx(path, {"model_card": '{"id": "add"}'}))
 
 
 def _slow_model(path, n=1400, repeats=60):
