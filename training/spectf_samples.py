@@ -9,42 +9,27 @@ the real clear-sky desert spectra at cloud fractions 0.3–1.
 import numpy as np
 
 
-
 def _shared():
     from .build_store import SHARED as shared
     return shared
 
 
-def simple_toa(radiance, wavelength_nm, fwhm_nm, irradiance, solar_zenith_deg, distance_au):
-    """ρ = π L d² / (E cos θ) with E = irradiance (λ nm, µW cm⁻² nm⁻¹) Gaussian-resampled to each band.
-
-    ``radiance`` (..., B) µW cm⁻² nm⁻¹ sr⁻¹; ``solar_zenith_deg`` broadcastable to (...)."""
-    lam, irr = irradiance[:, 0], irradiance[:, 1]
-    sigma = np.asarray(fwhm_nm, dtype=np.float64)[:, None] / 2.3548
-    g = np.exp(-0.5 * ((lam[None, :] - np.asarray(wavelength_nm)[:, None]) / sigma) ** 2)
-    e_band = (g @ irr) / g.sum(axis=1)
-    cos_t = np.cos(np.deg2rad(np.asarray(solar_zenith_deg, dtype=np.float64)))[..., None]
-    return (np.pi * radiance * distance_au ** 2 / (e_band * cos_t)).astype(np.float32)
-
-
 def libya4_toa(data_dir=None):
-    """Real EMIT Libya-4 TOA reflectance: (spectra (266, 285) float32, wavelength_nm (285,), fwhm (285,))."""
-    from osgeo import gdal
+    """Real EMIT Libya-4 TOA reflectance: (spectra (266, 285) float32, wavelength_nm (285,), fwhm (285,)).
 
-    from ..runtime.spectral import read_spectral_info
+    Converted with the plugin runtime's :class:`~..runtime.toa.ToaConverter` and SpecTf's own solar
+    spectrum (``irr.npy``): per-pixel zenith from OBS band 5, mean Earth–Sun distance from band 11."""
+    from ..runtime import raster_io
+    from ..runtime.toa import ToaConverter
 
     data = _shared() if data_dir is None else data_dir
-    rdn = gdal.Open(str(data / "emit" / "emit_l1b_rdn_libya4_25x22.img"))
-    obs = gdal.Open(str(data / "emit" / "emit_l1b_obs_libya4_25x22_derived.img"))
-    info = read_spectral_info(rdn)
-    radiance = np.moveaxis(rdn.ReadAsArray().astype(np.float64), 0, -1)  # (rows, cols, B)
-    geometry = obs.ReadAsArray().astype(np.float64)
-    valid = np.all(radiance > -9990, axis=-1)
-    zenith = geometry[4][valid]
-    distance = float(np.mean(geometry[10][valid]))
-    irradiance = np.load(str(data / "spectf" / "irr.npy"))
-    rho = simple_toa(radiance[valid], info.wavelength_nm, info.fwhm_nm, irradiance, zenith, distance)
-    return rho, info.wavelength_nm, info.fwhm_nm
+    rdn = raster_io.open_raster(str(data / "emit" / "emit_l1b_rdn_libya4_25x22.img"))
+    conv = ToaConverter.create(rdn, str(data / "emit" / "emit_l1b_obs_libya4_25x22_derived.img"),
+                               irradiance=str(data / "spectf" / "irr.npy"))
+    window = raster_io.Window(0, 0, rdn.RasterXSize, rdn.RasterYSize)
+    radiance, valid = raster_io.read_block(rdn, window)
+    rho = conv.convert(window, radiance)
+    return rho[:, valid].T.astype(np.float32), conv.wavelength_nm, conv.fwhm_nm
 
 
 def cloud_spectrum(wavelength_nm):
