@@ -38,7 +38,7 @@ def rgb(path, name, bands, limits=None):
     for setter, band in zip((renderer.setRedContrastEnhancement, renderer.setGreenContrastEnhancement,
                              renderer.setBlueContrastEnhancement), bands):
         ce = QgsContrastEnhancement(layer.dataProvider().dataType(band))
-        ce.setContrastEnhancementAlgorithm(QgsContrastEnhancement.StretchToMinimumMaximum)
+        ce.setContrastEnhancementAlgorithm(QgsContrastEnhancement.ContrastEnhancementAlgorithm.StretchToMinimumMaximum)
         lo, hi = limits or _percentiles(path, band)
         ce.setMinimumValue(lo)
         ce.setMaximumValue(hi)
