@@ -51,6 +51,7 @@ def _percentiles(path, band, low=2, high=98):
     """2–98 % stretch limits of one band (nodata and NaN excluded)."""
     import numpy as np
     from osgeo import gdal
+    gdal.UseExceptions()
 
     ds = gdal.Open(path)
     b = ds.GetRasterBand(band)
@@ -79,6 +80,7 @@ def render(layers, png, width=480):
 
 def band_near(path, nm):
     from osgeo import gdal
+    gdal.UseExceptions()
 
     ds = gdal.Open(path)
     best, err = 1, 1e9

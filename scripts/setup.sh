@@ -59,8 +59,17 @@ ini=build/qgis-config/profiles/default/QGIS/QGIS3.ini
 mkdir -p "$(dirname "$ini")"
 grep -q '^spectral_transformers=true' "$ini" 2>/dev/null || printf '[PythonPlugins]\nspectral_transformers=true\n' >> "$ini"
 
-# Model store: ONNX files built from the published weights (build outputs, gitignored).
-if [ -f training/build_store.py ]; then
+# Model store: ONNX files built from the published weights (build outputs, gitignored). Building needs
+# torch; where this Python has none (see above), SPECTRALTF_MODEL_STORE may name a folder of models
+# built elsewhere (the QGIS test matrix builds them on the host).
+if [ -f .venv/torch-unavailable ]; then
+  if [ -n "${SPECTRALTF_MODEL_STORE:-}" ]; then
+    echo "setup: models from $SPECTRALTF_MODEL_STORE (built where training/ runs)"
+    cp -a "$SPECTRALTF_MODEL_STORE"/. models/
+  else
+    echo "setup: SpecTf models NOT built (they need training/; set SPECTRALTF_MODEL_STORE to a built store)"
+  fi
+elif [ -f training/build_store.py ]; then
   .venv/bin/python -m spectral_transformers.training.build_store --quiet
 fi
 echo "setup: done ($(scripts/qgis_process --version 2>/dev/null | head -1))"

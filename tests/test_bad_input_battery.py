@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from support import MODELS, in_ci, qgis_process, shared
+from support import MODELS, in_ci, qgis_process, require_torch, shared
 
 gdal.UseExceptions()
 pytestmark = pytest.mark.qgis_process
@@ -79,7 +79,7 @@ def _s2_raster(path, size, bands=3, nan=False):
 
 def _ltae_model(path):
     """An untrained (random-weight) tiny L-TAE exported to ONNX with its card: enough to check DATES."""
-    torch = pytest.importorskip("torch")
+    torch = require_torch()
     torch.set_num_threads(1)
     from spectral_transformers.training import ltae
 
