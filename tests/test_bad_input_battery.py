@@ -388,8 +388,13 @@ def _prepare(case, inputs, registered, request, folder):
         if need == "no-gpu":
             if _gpu_usable():
                 return "a GPU is present: DEVICE=cuda is valid here", None
-        elif need == "ltae":
-            values["ltae"] = request.getfixturevalue("ltae_model")
+        elif need == "ltae":  # needs torch: only the L-TAE cases skip (or fail) without it
+            try:
+                values["ltae"] = request.getfixturevalue("ltae_model")
+            except pytest.skip.Exception as exc:
+                return str(exc), None
+            except pytest.fail.Exception as exc:
+                return f"FAIL: {exc}", None
         elif not (MODELS / f"{need}.onnx").exists():  # fails in CI, skips elsewhere (see support.require)
             return f"{'FAIL: ' if in_ci() else ''}built model {need} missing (run `make setup`)", None
     out = folder / "out"

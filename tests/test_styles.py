@@ -160,9 +160,10 @@ def _styling_algorithm():
     return alg
 
 
-def test_style_output_applied_by_dialog_postprocessing(qgis_app, qgis_processing, tmp_path):
+def test_style_output_applied_by_dialog_postprocessing(qgis_app, qgis_processing, tmp_path, monkeypatch):
     import gc
 
+    from processing.gui import Postprocessing
     from processing.gui.Postprocessing import handleAlgorithmResults
     from qgis.core import (QgsProcessingContext, QgsProcessingFeedback, QgsProcessingOutputLayerDefinition,
                            QgsProject)
@@ -183,6 +184,8 @@ def test_style_output_applied_by_dialog_postprocessing(qgis_app, qgis_processing
     details = context.layerToLoadOnCompletionDetails(out)
     assert details.name == "Cloud mask" and details.forceName
 
+    # No layer tree here: QGIS 3.44 passes iface.layerTreeView() on to C++, which a mock iface cannot be.
+    monkeypatch.setattr(Postprocessing, "iface", None, raising=False)
     assert handleAlgorithmResults(_styling_algorithm(), context, feedback)
     layers = list(project.mapLayers().values())
     assert id(context.layerToLoadOnCompletionDetails(out).postProcessor()) == processor_id
