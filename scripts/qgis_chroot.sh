@@ -3,6 +3,7 @@
 #
 #   scripts/qgis_chroot.sh prepare SUITE   # make/refresh the cached chroot and its wheelhouse
 #   scripts/qgis_chroot.sh test SUITE      # prepare, then `make test` in a fresh copy of this tree
+#   scripts/qgis_chroot.sh demo SUITE      # the same with `make demo`
 #
 # SUITE: trixie (Debian 13, QGIS 3.40) or sid (Debian unstable, QGIS 3.44 LTR). Chroots live outside
 # the clone in $SPECTRALTF_CHROOT_CACHE (default /var/cache/spectral-transformers); every stage leaves
@@ -119,8 +120,8 @@ host_models() {
   echo "$store"
 }
 
-run_tests() {
-  local store
+run_make() {  # run_make TARGET: `make TARGET` in a fresh copy of this tree inside the chroot
+  local target=$1 store
   store=$(host_models)
   prepare
   local work=$root/work dest qgis_version
@@ -134,14 +135,14 @@ run_tests() {
   bind "$wheels" "$root/wheels" ro
   bind "$store" "$root/models" ro
   qgis_version=$(in_root dpkg-query -W -f '${Version}' qgis)
-  log "QGIS $qgis_version: CI=${CI:-} make test"
+  log "QGIS $qgis_version: CI=${CI:-} make $target"
   in_root env CI="${CI:-}" PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheels PIP_CONFIG_FILE=/dev/null \
     PIP_DISABLE_PIP_VERSION_CHECK=1 SPECTRALTF_MODEL_STORE=/models \
-    bash -c "cd /work/spectral_transformers && make test"
+    bash -c "cd /work/spectral_transformers && make $target"
 }
 
 case $cmd in
   prepare) prepare ;;
-  test) run_tests ;;
-  *) log "unknown command '$cmd' (expected prepare or test)"; exit 2 ;;
+  test|demo) run_make "$cmd" ;;
+  *) log "unknown command '$cmd' (expected prepare, test or demo)"; exit 2 ;;
 esac
