@@ -116,7 +116,8 @@ host_models() {
   local store=$cache/models
   [ -x "$here/.venv/bin/python" ] || bash "$here/scripts/setup.sh" >&2
   mkdir -p "$store"
-  "$here/.venv/bin/python" -m spectral_transformers.training.build_store --quiet --models-dir "$store" >&2
+  (flock 8 && "$here/.venv/bin/python" -m spectral_transformers.training.build_store --quiet --models-dir "$store") \
+    8>"$cache/models.lock" >&2
   echo "$store"
 }
 

@@ -11,7 +11,7 @@ directly instead of through ``qgis.PyQt``, Qt5-only classes, and the QGIS enums 
 import ast
 import enum
 import importlib
-import subprocess
+import os
 from pathlib import Path
 
 import pytest
@@ -126,10 +126,17 @@ def qt6_problems(source, filename="<snippet>"):
     return sorted(checker.problems)
 
 
+#: Folders that hold no plugin code: local environments, build outputs, installed dependencies.
+NOT_SOURCE = {".git", ".venv", "build", "out", "dist", "ext-libs", "__pycache__", ".pytest_cache", ".hypothesis"}
+
+
 def plugin_python_files():
-    out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "*.py"],
-                         cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
-    return sorted(REPO / p for p in out if (REPO / p).is_file())
+    """Every .py file of the repository (walked, so a copy without .git works too)."""
+    found = []
+    for root, dirs, names in os.walk(REPO):
+        dirs[:] = [d for d in dirs if d not in NOT_SOURCE]
+        found += [Path(root) / n for n in names if n.endswith(".py")]
+    return sorted(found)
 
 
 def test_plugin_code_is_qt6_ready():
