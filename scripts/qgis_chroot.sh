@@ -82,7 +82,8 @@ stage_apt() {
 }
 
 # Wheelhouse for the chroot's Python, made on the host: NumPy pinned to the chroot's own NumPy (the
-# ABI its GDAL bindings were built against), binary wheels only.
+# ABI its GDAL bindings were built against), binary wheels only; `pip` itself for setups that
+# download the plugin installer's wheels.
 stage_wheels() {
   local pyver numpy_ver wheels want
   pyver=$(in_root python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
@@ -97,7 +98,7 @@ stage_wheels() {
   echo "numpy==$numpy_ver" >"$pin"
   python3 -m pip download -q --disable-pip-version-check --python-version "$pyver" --only-binary=:all: \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-    --platform linux_x86_64 -d "$wheels" -c "$here/constraints.txt" -c "$pin" -r "$here/requirements-dev.txt" onnxruntime >&2
+    --platform linux_x86_64 -d "$wheels" -c "$here/constraints.txt" -c "$pin" -r "$here/requirements-dev.txt" onnxruntime pip >&2
   rm -f "$pin"
   echo "$want" >"$wheels/.stamp"
   echo "$wheels"
