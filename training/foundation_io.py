@@ -1,0 +1,171 @@
+"""Shared plumbing of the foundation-model importers (SpectralGPT, SpectralEarth).
+
+* :func:`load_checkpoint` — ``torch.load(weights_only=True)``; the only class ever allowed beyond
+  tensors and containers is :class:`argparse.Namespace` (SpectralGPT stores its training ``args``
+  as one), and only when the caller asks for it.
+* :func:`check_layout` — compares a state dict with the parameter names and shapes the rebuilt
+  network expects and explains the first differences (a checkpoint of another architecture or size
+  is refused before any export work).
+* :func:`export_onnx` — dynamo export with a dynamic batch, the card as ONNX metadata
+  ``model_card`` and as the sidecar ``<model>.json``, weights in ``<model>.onnx.data`` when large,
+  and ONNX Runtime checked against PyTorch on the example batch.
+* :func:`recorded_layout` — the committed names/shapes lists under ``training/layouts/`` (written
+  from the upstream code by ``scripts/check_foundation_upstream.py --write-layouts``).
+"""
+import argparse
+import json
+import os
+import shutil
+import tempfile
+
+import numpy as np
+import torch
+
+OPSET = 18
+INPUT_NAME = "image"
+OUTPUT_NAME = "logits"
+#: Weights larger than this (bytes) are stored in ``<model>.onnx.data`` (protobuf limit is 2 GB).
+EXTERNAL_DATA_BYTES = 256 * 1024 ** 2
+LAYOUT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "layouts")
+
+
+class ImportFailure(Exception):
+    """A checkpoint/config that cannot be imported; the message says what was expected."""
+
+
+def load_checkpoint(path, allow_namespace=False):
+    """The object saved in ``path`` loaded with ``weights_only=True`` (no code runs while
+    unpickling). ``allow_namespace`` additionally allows exactly :class:`argparse.Namespace`."""
+    if not os.path.isfile(path):
+        raise ImportFailure(f"--checkpoint: file not found: {path}")
+    allowed = [argparse.Namespace] if allow_namespace else []
+    try:
+        with torch.serialization.safe_globals(allowed):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # UnpicklingError, RuntimeError (not a zip/pickle), EOFError …
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise ImportFailure(f"--checkpoint: {os.path.basename(path)} cannot be loaded safely with "
+                            f"torch.load(weights_only=True) ({first}). Only tensors, containers"
+                            + (" and argparse.Namespace" if allow_namespace else "") + " are accepted.") from None
+
+
+def shapes_of(state):
+    return {k: tuple(int(s) for s in v.shape) for k, v in state.items() if torch.is_tensor(v)}
+
+
+def check_layout(state, expected, what):
+    """Raise ImportFailure when ``state`` (name → tensor) lacks or mis-shapes keys of ``expected``
+    (name → shape). Extra keys are the caller's business (they are dropped before loading)."""
+    got = shapes_of(state)
+    missing = [k for k in expected if k not in got]
+    wrong = [(k, got[k], tuple(expected[k])) for k in expected if k in got and got[k] != tuple(expected[k])]
+    if missing or wrong:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing key(s) (e.g. {', '.join(missing[:4])})")
+        if wrong:
+            parts.append(f"{len(wrong)} shape mismatch(es) (e.g. " + ", ".join(
+                f"{k}: {list(g)} instead of {list(e)}" for k, g, e in wrong[:3]) + ")")
+        raise ImportFailure(f"--checkpoint: not a {what} checkpoint: " + "; ".join(parts) + ".")
+
+
+def recorded_layout(name):
+    """``{"keys": {name: shape}, ...}`` of the committed layout ``training/layouts/<name>.json``."""
+    with open(os.path.join(LAYOUT_DIR, name + ".json"), encoding="utf-8") as f:
+        doc = json.load(f)
+    doc["keys"] = {k: tuple(v) for k, v in doc["keys"].items()}
+    return doc
+
+
+def seeded_state(layout_keys, seed=0, std=0.02):
+    """A random state dict with exactly ``layout_keys`` (name → shape): normal(0, std) weights,
+    LayerNorm/GroupNorm/BatchNorm scales near 1, running variances 1 (for tests without upstream
+    code)."""
+    g = torch.Generator().manual_seed(seed)
+    state = {}
+    for k, shape in layout_keys.items():
+        if k.endswith("num_batches_tracked"):
+            state[k] = torch.zeros(shape, dtype=torch.long)
+        elif k.endswith("running_var"):
+            state[k] = 0.5 + torch.rand(shape, generator=g)
+        elif k.endswith("running_mean"):
+            state[k] = 0.1 * torch.randn(shape, generator=g)
+        elif len(shape) == 1 and k.endswith("weight"):
+            state[k] = 1.0 + 0.1 * torch.randn(shape, generator=g)
+        else:
+            state[k] = std * torch.randn(shape, generator=g)
+    return state
+
+
+def export_onnx(model, example, path, card, external_data=None, opset=OPSET, atol=1e-3, log=None):
+    """Export ``model`` (eval mode) for inputs shaped like ``example`` with a dynamic batch to
+    ``path``; the card goes into the metadata and the sidecar ``<stem>.json``. Weights are written to
+    ``<path>.data`` when ``external_data`` (default: weights > 256 MB). ONNX Runtime is compared
+    with PyTorch on ``example``: max |logit difference| > ``atol`` removes the files and raises.
+    Returns (max |difference|, share of pixels whose argmax class agrees)."""
+    import onnxruntime as ort
+
+    model.eval()
+    path = os.path.abspath(str(path))
+    folder, base = os.path.dirname(path), os.path.basename(path)
+    os.makedirs(folder, exist_ok=True)
+    nbytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    if external_data is None:
+        external_data = nbytes > EXTERNAL_DATA_BYTES
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    with torch.no_grad():
+        prog = torch.onnx.export(model, (example,), None, dynamo=True, opset_version=opset,
+                                 input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                                 dynamic_shapes={"x": {0: batch}}, optimize=True, verbose=False)
+    prog.model.metadata_props["model_card"] = json.dumps(card)
+    prog.model.producer_name = "spectral_transformers.training"
+    sidecar = os.path.splitext(path)[0] + ".json"
+    for p in (path, path + ".data", sidecar):
+        if os.path.exists(p):
+            os.remove(p)
+    staging = tempfile.mkdtemp(prefix=".export-", dir=folder)
+    try:
+        prog.save(os.path.join(staging, base), external_data=bool(external_data))
+        for name in sorted(os.listdir(staging), key=lambda n: n == base):  # the .onnx last
+            os.replace(os.path.join(staging, name), os.path.join(folder, name))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    with open(sidecar, "w", encoding="utf-8") as f:
+        json.dump(card, f, indent=2)
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        ref = model(example).numpy()
+    got = sess.run([OUTPUT_NAME], {INPUT_NAME: example.numpy()})[0]
+    diff = float(np.max(np.abs(ref - got)))
+    agree = float(np.mean(ref.argmax(1) == got.argmax(1)))
+    if log:
+        log(f"exported {path} ({nbytes / 1e6:.1f} MB of weights{', external data' if external_data else ''}); "
+            f"ONNX Runtime vs PyTorch: max |logit diff| {diff:.2e}, argmax agreement {100 * agree:.3f} %")
+    if not diff <= atol:
+        for p in (path, path + ".data", sidecar):
+            if os.path.exists(p):
+                os.remove(p)
+        raise RuntimeError(f"ONNX Runtime output differs from PyTorch by {diff:.3g} (> {atol})")
+    return diff, agree
+
+
+def class_colour(i):
+    palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+               "#bcbd22", "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94"]
+    return palette[i % len(palette)]
+
+
+def parse_class_names(text, count):
+    """``--class-names``: a file with one name per line, or a comma-separated list; ``count`` names."""
+    if text is None:
+        return None
+    if os.path.isfile(text):
+        with open(text, encoding="utf-8") as f:
+            names = [line.strip() for line in f if line.strip()]
+    else:
+        names = [n.strip() for n in str(text).split(",") if n.strip()]
+    if len(names) != count:
+        raise ImportFailure(f"--class-names: {len(names)} names given but the checkpoint has {count} classes.")
+    return names
