@@ -6,22 +6,19 @@
 * :func:`check_layout` — compares a state dict with the parameter names and shapes the rebuilt
   network expects and explains the first differences (a checkpoint of another architecture or size
   is refused before any export work).
-* :func:`export_onnx` — dynamo export with a dynamic batch, the card as ONNX metadata
-  ``model_card`` and as the sidecar ``<model>.json``, weights in ``<model>.onnx.data`` when large,
-  and ONNX Runtime checked against PyTorch on the example batch.
+* :func:`export_onnx` — the checked export of :mod:`.onnx_export` (card as ONNX metadata and
+  sidecar, weights in ``<model>.onnx.data`` above 256 MB, ONNX Runtime compared with PyTorch).
 * :func:`recorded_layout` — the committed names/shapes lists under ``training/layouts/`` (written
   from the upstream code by ``scripts/check_foundation_upstream.py --write-layouts``).
 """
 import argparse
 import json
 import os
-import shutil
-import tempfile
 
-import numpy as np
 import torch
 
-OPSET = 18
+from . import onnx_export
+from .onnx_export import OPSET
 INPUT_NAME = "image"
 OUTPUT_NAME = "logits"
 #: Weights larger than this (bytes) are stored in ``<model>.onnx.data`` (protobuf limit is 2 GB).
@@ -97,58 +94,12 @@ def seeded_state(layout_keys, seed=0, std=0.02):
     return state
 
 
-def export_onnx(model, example, path, card, external_data=None, opset=OPSET, atol=1e-3, log=None):
-    """Export ``model`` (eval mode) for inputs shaped like ``example`` with a dynamic batch to
-    ``path``; the card goes into the metadata and the sidecar ``<stem>.json``. Weights are written to
-    ``<path>.data`` when ``external_data`` (default: weights > 256 MB). ONNX Runtime is compared
-    with PyTorch on ``example``: max |logit difference| > ``atol`` removes the files and raises.
-    Returns (max |difference|, share of pixels whose argmax class agrees)."""
-    import onnxruntime as ort
-
-    model.eval()
-    path = os.path.abspath(str(path))
-    folder, base = os.path.dirname(path), os.path.basename(path)
-    os.makedirs(folder, exist_ok=True)
-    nbytes = sum(p.numel() * p.element_size() for p in model.parameters())
-    if external_data is None:
-        external_data = nbytes > EXTERNAL_DATA_BYTES
-    batch = torch.export.Dim("batch", min=1, max=1024)
-    with torch.no_grad():
-        prog = torch.onnx.export(model, (example,), None, dynamo=True, opset_version=opset,
-                                 input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                                 dynamic_shapes={"x": {0: batch}}, optimize=True, verbose=False)
-    prog.model.metadata_props["model_card"] = json.dumps(card)
-    prog.model.producer_name = "spectral_transformers.training"
-    sidecar = os.path.splitext(path)[0] + ".json"
-    for p in (path, path + ".data", sidecar):
-        if os.path.exists(p):
-            os.remove(p)
-    staging = tempfile.mkdtemp(prefix=".export-", dir=folder)
-    try:
-        prog.save(os.path.join(staging, base), external_data=bool(external_data))
-        for name in sorted(os.listdir(staging), key=lambda n: n == base):  # the .onnx last
-            os.replace(os.path.join(staging, name), os.path.join(folder, name))
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    with open(sidecar, "w", encoding="utf-8") as f:
-        json.dump(card, f, indent=2)
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
-    with torch.no_grad():
-        ref = model(example).numpy()
-    got = sess.run([OUTPUT_NAME], {INPUT_NAME: example.numpy()})[0]
-    diff = float(np.max(np.abs(ref - got)))
-    agree = float(np.mean(ref.argmax(1) == got.argmax(1)))
-    if log:
-        log(f"exported {path} ({nbytes / 1e6:.1f} MB of weights{', external data' if external_data else ''}); "
-            f"ONNX Runtime vs PyTorch: max |logit diff| {diff:.2e}, argmax agreement {100 * agree:.3f} %")
-    if not diff <= atol:
-        for p in (path, path + ".data", sidecar):
-            if os.path.exists(p):
-                os.remove(p)
-        raise RuntimeError(f"ONNX Runtime output differs from PyTorch by {diff:.3g} (> {atol})")
-    return diff, agree
+def export_onnx(model, example, path, card, external_data=None, atol=1e-3, log=None):
+    """Checked export (:func:`.onnx_export.export_checked`) with weights > 256 MB in
+    ``<path>.data``; returns (max |logit difference|, argmax agreement)."""
+    return onnx_export.export_checked(model, example, path, card, external_data, EXTERNAL_DATA_BYTES, OPSET, atol,
+                                      "spectral_transformers.training (foundation-model import)", log,
+                                      INPUT_NAME, OUTPUT_NAME)
 
 
 def class_colour(i):
