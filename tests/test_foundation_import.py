@@ -172,6 +172,29 @@ def test_tile_minmax_uses_valid_pixels_only():
         model_card.validate_card(card)
 
 
+def test_segment_applies_tile_minmax_per_window_over_valid_pixels(tmp_path):
+    import seg_models
+    from spectral_transformers.runtime import onnx_backend, segmentation
+
+    card = seg_models.seg_card("minmax-seg", tile=32, overlap=8, normalization="tile-minmax")
+    model = seg_models.conv_model(tmp_path / "m.onnx", in_ch=3, classes=3, kernel=3, card=card)
+    rng = np.random.default_rng(3)
+    img = (rng.random((3, 32, 32)) * 9000 + 500).astype(np.float32)
+    img[:, :3, :5] = -1                                    # nodata corner
+    src = seg_models.write_raster(tmp_path / "in.tif", img, ["blue", "green", "red"], nodata=-1)
+    outs = {"classes": str(tmp_path / "c.tif"), "probabilities": str(tmp_path / "p.tif")}
+    segmentation.run_segmentation(src, model, outs, threads=1)
+    valid = img[0] != -1
+    lo = np.array([b[valid].min() for b in img])[:, None, None]
+    hi = np.array([b[valid].max() for b in img])[:, None, None]
+    x = np.where(valid, (img - lo) / (hi - lo + 1e-9), 0).astype(np.float32)
+    sess = onnx_backend.load_session(model, "cpu", 1)
+    ref = segmentation.softmax(sess.run(None, {"x": x[None]})[0])[0]
+    got = seg_models.read(outs["probabilities"])
+    assert np.allclose(got[:, valid], ref[:, valid], atol=1e-5)
+    assert (seg_models.read(outs["classes"])[~valid] == 255).all()
+
+
 # -- export: ONNX equals the rebuilt network; the cards ---------------------------------------
 
 def test_spectralgpt_export_equals_pytorch_and_card(gpt_model):
