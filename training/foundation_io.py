@@ -46,6 +46,18 @@ def load_checkpoint(path, allow_namespace=False):
                             + (" and argparse.Namespace" if allow_namespace else "") + " are accepted.") from None
 
 
+def check_output(path):
+    """Refuse an ``--output`` that is not an .onnx path in a writable folder (before any work)."""
+    if not str(path).lower().endswith(".onnx"):
+        raise ImportFailure(f"--output: {path} must end in .onnx (the card is written beside it as .json).")
+    folder = os.path.dirname(os.path.abspath(str(path)))
+    probe = folder
+    while not os.path.isdir(probe):
+        probe = os.path.dirname(probe)
+    if not os.access(probe, os.W_OK):
+        raise ImportFailure(f"--output: cannot write to {folder}.")
+
+
 def shapes_of(state):
     return {k: tuple(int(s) for s in v.shape) for k, v in state.items() if torch.is_tensor(v)}
 

@@ -343,6 +343,7 @@ def make_card(arch, cfg, centres, fwhm, mu, sigma, model_id, class_names=None, s
 
 def import_checkpoint(checkpoint, config, statistics, bands_csv, output, model_id="spectralearth-segmentation",
                       class_names=None, overrides=None, external_data=None, log=print):
+    fio.check_output(output)
     cfg = load_config(config)
     centres, fwhm = read_band_csv(bands_csv)
     state = model_state(fio.load_checkpoint(checkpoint))

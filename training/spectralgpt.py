@@ -263,6 +263,7 @@ def make_card(model, model_id="spectralgpt-segmentation", class_names=None, sour
 
 def import_checkpoint(checkpoint, output, model_id="spectralgpt-segmentation", class_names=None, num_heads=None,
                       external_data=None, log=print):
+    fio.check_output(output)
     ckpt = fio.load_checkpoint(checkpoint, allow_namespace=True)
     state = model_state(ckpt)
     model = build_from_state(state, num_heads)
