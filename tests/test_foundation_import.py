@@ -78,7 +78,7 @@ def se_model(tmp_path_factory):
     files = _se_files(str(d), state)
     out = d / "spectralearth.onnx"
     rc = training_main(["import-spectralearth", "--checkpoint", files[0], "--config", files[1], "--statistics",
-                        files[2], "--bands-csv", files[3], "--output", str(out)])
+                        files[2], "--bands-csv", files[3], "--output", str(out), "--license", "CC-BY-4.0"])
     assert rc == 0
     return out, files
 
@@ -220,6 +220,7 @@ def test_spectralearth_export_equals_pytorch_and_card(se_model):
     codes = [c for c in SE_LAYOUT["config"]["data"]["classes"] if c != 0]
     assert names == [f"cdl {c}" for c in codes][:14]
     assert not os.path.exists(str(path) + ".data")  # ViT-S: one file
+    assert card["license"] == "CC-BY-4.0" and "spectral_earth" in card["source"]["repository"]
 
 
 def _segment(src, model, out, *extra):

@@ -52,7 +52,8 @@ PREFIX = "model."
 BACKBONES = {"spec_vit_tiny": (192, 12, 3), "spec_vit_small": (384, 12, 6), "spec_vit_base": (768, 12, 12),
              "spec_vit_large": (1024, 24, 16), "spec_vit_huge": (1280, 32, 16), "spec_vit_giant": (1536, 40, 24)}
 ADAPTER = ((1, 32, 7, 5), (32, 64, 7, 5), (64, 128, 5, 3))  # (in, out, kernel, stride) along the bands
-LICENSE = "see the checkpoint's source; SpectralEarth code: see AABNassim/spectral_earth"
+#: Default card licence (``--license`` overrides it with the licence of the checkpoint's weights).
+LICENSE = "unspecified (the SpectralEarth repository states no licence); weights: as stated by their source"
 
 
 class _Attention(nn.Module):
@@ -304,7 +305,7 @@ def build_from_state(cfg, state, overrides=None):
     return model.eval(), arch
 
 
-def make_card(arch, cfg, centres, fwhm, mu, sigma, model_id, class_names=None, source_path=""):
+def make_card(arch, cfg, centres, fwhm, mu, sigma, model_id, class_names=None, source_path="", license=None):
     if len(centres) != arch["bands"]:
         raise fio.ImportFailure(f"--bands-csv: {len(centres)} bands listed; the model has {arch['bands']}.")
     product = cfg_value(cfg, "data.product") or cfg_value(cfg, "experiment_setup") or "class"
@@ -323,7 +324,7 @@ def make_card(arch, cfg, centres, fwhm, mu, sigma, model_id, class_names=None, s
         "source": {"repository": "https://github.com/AABNassim/spectral_earth",
                    "paper": "Braham et al., SpectralEarth: Training Hyperspectral Foundation Models at Scale, 2024",
                    "checkpoint": os.path.basename(source_path)},
-        "license": LICENSE,
+        "license": license or LICENSE,
         "description": f"SpectralEarth spectral adapter + ViT ({arch['backbone']}, token patch {arch['patch']} px) "
                        "with the conv_head segmentation head, imported by import-spectralearth. EnMAP bands are "
                        "matched by centre wavelength.",
@@ -342,7 +343,7 @@ def make_card(arch, cfg, centres, fwhm, mu, sigma, model_id, class_names=None, s
 
 
 def import_checkpoint(checkpoint, config, statistics, bands_csv, output, model_id="spectralearth-segmentation",
-                      class_names=None, overrides=None, external_data=None, log=print):
+                      class_names=None, overrides=None, external_data=None, log=print, license=None):
     fio.check_output(output)
     cfg = load_config(config)
     centres, fwhm = read_band_csv(bands_csv)
@@ -350,7 +351,7 @@ def import_checkpoint(checkpoint, config, statistics, bands_csv, output, model_i
     model, arch = build_from_state(cfg, state, overrides)
     mu, sigma = read_statistics(statistics, arch["bands"])
     names = fio.parse_class_names(class_names, arch["classes"])
-    card = make_card(arch, cfg, centres, fwhm, mu, sigma, model_id, names, checkpoint)
+    card = make_card(arch, cfg, centres, fwhm, mu, sigma, model_id, names, checkpoint, license)
     log(f"rebuilt SpectralEarth {arch['backbone']} (width {arch['width']}, depth {arch['depth']}, heads "
         f"{arch['heads']}, token patch {arch['patch']} px, tile {arch['tile']} px) with {arch['classes']} classes: "
         + ", ".join(c["name"] for c in card["output"]["classes"]))
@@ -369,11 +370,12 @@ def main(argv=None):
     p.add_argument("--id", default="spectralearth-segmentation", help="model id in the card")
     p.add_argument("--class-names", help="file with one class name per line, or comma-separated names")
     p.add_argument("--backbone", choices=sorted(BACKBONES), help="override model.backbone")
+    p.add_argument("--license", help="licence of the checkpoint's weights for the card")
     p.add_argument("--external-data", action="store_true", help="always store weights in <output>.data")
     a = p.parse_args(argv)
     try:
         import_checkpoint(a.checkpoint, a.config, a.statistics, a.bands_csv, a.output, a.id, a.class_names,
-                          {"backbone": a.backbone}, a.external_data or None)
+                          {"backbone": a.backbone}, a.external_data or None, license=a.license)
     except fio.ImportFailure as exc:
         print(f"import-spectralearth: {exc}", file=sys.stderr)
         return 2

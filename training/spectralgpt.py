@@ -49,7 +49,8 @@ PATCH = 8
 BAND_GROUP = 3
 #: Attention heads per width (the official sizes: vit_base_patch8, vit_large_patch8_128).
 HEADS_BY_WIDTH = {768: 12, 1024: 16, 1280: 16}
-LICENSE = "see the checkpoint's source; SpectralGPT code: GPL-3.0 (danfenghong/IEEE_TPAMI_SpectralGPT)"
+#: Default card licence (``--license`` overrides it with the licence of the checkpoint's weights).
+LICENSE = "GPL-3.0-only (SpectralGPT code, per its README); weights: as stated by their source"
 
 
 class _Block(nn.Module):
@@ -236,7 +237,7 @@ def build_from_state(state, num_heads=None):
     return model.eval()
 
 
-def make_card(model, model_id="spectralgpt-segmentation", class_names=None, source_path=""):
+def make_card(model, model_id="spectralgpt-segmentation", class_names=None, source_path="", license=LICENSE):
     k = model.num_classes
     names = class_names or [f"class {i}" for i in range(k)]
     return {
@@ -247,7 +248,7 @@ def make_card(model, model_id="spectralgpt-segmentation", class_names=None, sour
         "source": {"repository": "https://github.com/danfenghong/IEEE_TPAMI_SpectralGPT",
                    "paper": "Hong et al., SpectralGPT: Spectral Remote Sensing Foundation Model, IEEE TPAMI 2024",
                    "checkpoint": os.path.basename(source_path)},
-        "license": LICENSE,
+        "license": license or LICENSE,
         "description": "SpectralGPT ViT (3-D spectral-spatial tokens) with the SegMunich PPM/FPN head, imported by "
                        "import-spectralgpt. Input bands are scaled per 128 px tile by min-max.",
         "input": {
@@ -262,13 +263,13 @@ def make_card(model, model_id="spectralgpt-segmentation", class_names=None, sour
 
 
 def import_checkpoint(checkpoint, output, model_id="spectralgpt-segmentation", class_names=None, num_heads=None,
-                      external_data=None, log=print):
+                      external_data=None, log=print, license=None):
     fio.check_output(output)
     ckpt = fio.load_checkpoint(checkpoint, allow_namespace=True)
     state = model_state(ckpt)
     model = build_from_state(state, num_heads)
     names = fio.parse_class_names(class_names, model.num_classes)
-    card = make_card(model, model_id, names, checkpoint)
+    card = make_card(model, model_id, names, checkpoint, license)
     log(f"rebuilt SpectralGPT segmenter: width {model.patch_embed.proj.out_channels}, {len(model.blocks)} blocks, "
         f"{model.num_classes} classes; bands {', '.join(b[0] for b in S2_BANDS)}; per-tile min-max")
     example = torch.rand(2, model.bands, TILE, TILE, generator=torch.Generator().manual_seed(0))
@@ -283,10 +284,12 @@ def main(argv=None):
     p.add_argument("--id", default="spectralgpt-segmentation", help="model id in the card")
     p.add_argument("--class-names", help="file with one class name per line, or comma-separated names")
     p.add_argument("--num-heads", type=int, help="attention heads (default: 12 for width 768, 16 for 1024)")
+    p.add_argument("--license", help="licence of the checkpoint's weights for the card")
     p.add_argument("--external-data", action="store_true", help="always store weights in <output>.data")
     a = p.parse_args(argv)
     try:
-        import_checkpoint(a.checkpoint, a.output, a.id, a.class_names, a.num_heads, a.external_data or None)
+        import_checkpoint(a.checkpoint, a.output, a.id, a.class_names, a.num_heads, a.external_data or None,
+                          license=a.license)
     except fio.ImportFailure as exc:
         print(f"import-spectralgpt: {exc}", file=sys.stderr)
         return 2
