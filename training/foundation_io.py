@@ -114,6 +114,33 @@ def export_onnx(model, example, path, card, external_data=None, atol=1e-3, log=N
                                       INPUT_NAME, OUTPUT_NAME)
 
 
+def export_imported(model, example, output, card, external_data=None, log=None):
+    """Export a rebuilt network; returns the card, ONNX-vs-PyTorch figures and the network."""
+    diff, agree = export_onnx(model, example, output, card, external_data=external_data, log=log)
+    return {"card": card, "max_abs_diff": diff, "argmax_agreement": agree, "model": model}
+
+
+def add_card_arguments(parser, default_id):
+    """The options both importers share (output, card id, class names, licence, external data)."""
+    parser.add_argument("--output", required=True, help="ONNX file to write (card as <stem>.json beside it)")
+    parser.add_argument("--id", default=default_id, help="model id in the card")
+    parser.add_argument("--class-names", help="file with one class name per line, or comma-separated names")
+    parser.add_argument("--license", help="licence of the checkpoint's weights for the card")
+    parser.add_argument("--external-data", action="store_true", help="always store weights in <output>.data")
+
+
+def run_command(prog, work):
+    """Run ``work()``; an :class:`ImportFailure` becomes one line on stderr and exit code 2."""
+    import sys
+
+    try:
+        work()
+    except ImportFailure as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def class_colour(i):
     palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
                "#bcbd22", "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94"]

@@ -38,7 +38,6 @@ import csv
 import math
 import os
 import re
-import sys
 
 import numpy as np
 import torch
@@ -356,8 +355,7 @@ def import_checkpoint(checkpoint, config, statistics, bands_csv, output, model_i
         f"{arch['heads']}, token patch {arch['patch']} px, tile {arch['tile']} px) with {arch['classes']} classes: "
         + ", ".join(c["name"] for c in card["output"]["classes"]))
     example = torch.randn(2, arch["bands"], arch["tile"], arch["tile"], generator=torch.Generator().manual_seed(0))
-    diff, agree = fio.export_onnx(model, example, output, card, external_data=external_data, log=log)
-    return {"card": card, "max_abs_diff": diff, "argmax_agreement": agree, "model": model}
+    return fio.export_imported(model, example, output, card, external_data, log)
 
 
 def main(argv=None):
@@ -366,17 +364,9 @@ def main(argv=None):
     p.add_argument("--config", required=True, help="the run's composed Hydra config (.hydra/config.yaml)")
     p.add_argument("--statistics", required=True, help="folder with mu.npy and sigma.npy (upstream data/statistics)")
     p.add_argument("--bands-csv", required=True, help="upstream data/enmap_bands_remapped.csv (band centres)")
-    p.add_argument("--output", required=True, help="ONNX file to write (card as <stem>.json beside it)")
-    p.add_argument("--id", default="spectralearth-segmentation", help="model id in the card")
-    p.add_argument("--class-names", help="file with one class name per line, or comma-separated names")
     p.add_argument("--backbone", choices=sorted(BACKBONES), help="override model.backbone")
-    p.add_argument("--license", help="licence of the checkpoint's weights for the card")
-    p.add_argument("--external-data", action="store_true", help="always store weights in <output>.data")
+    fio.add_card_arguments(p, "spectralearth-segmentation")
     a = p.parse_args(argv)
-    try:
-        import_checkpoint(a.checkpoint, a.config, a.statistics, a.bands_csv, a.output, a.id, a.class_names,
-                          {"backbone": a.backbone}, a.external_data or None, license=a.license)
-    except fio.ImportFailure as exc:
-        print(f"import-spectralearth: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return fio.run_command("import-spectralearth", lambda: import_checkpoint(
+        a.checkpoint, a.config, a.statistics, a.bands_csv, a.output, a.id, a.class_names, {"backbone": a.backbone},
+        a.external_data or None, license=a.license))

@@ -32,7 +32,6 @@ takes the maximum over the same bins explicitly (bin ``i`` of ``n`` spans
 import argparse
 import math
 import os
-import sys
 
 import torch
 from torch import nn
@@ -273,24 +272,14 @@ def import_checkpoint(checkpoint, output, model_id="spectralgpt-segmentation", c
     log(f"rebuilt SpectralGPT segmenter: width {model.patch_embed.proj.out_channels}, {len(model.blocks)} blocks, "
         f"{model.num_classes} classes; bands {', '.join(b[0] for b in S2_BANDS)}; per-tile min-max")
     example = torch.rand(2, model.bands, TILE, TILE, generator=torch.Generator().manual_seed(0))
-    diff, agree = fio.export_onnx(model, example, output, card, external_data=external_data, log=log)
-    return {"card": card, "max_abs_diff": diff, "argmax_agreement": agree, "model": model}
+    return fio.export_imported(model, example, output, card, external_data, log)
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="import-spectralgpt", description=__doc__.split("\n")[0])
     p.add_argument("--checkpoint", required=True, help="SpectralGPT segmentation checkpoint (.pth, {'model': ...})")
-    p.add_argument("--output", required=True, help="ONNX file to write (card as <stem>.json beside it)")
-    p.add_argument("--id", default="spectralgpt-segmentation", help="model id in the card")
-    p.add_argument("--class-names", help="file with one class name per line, or comma-separated names")
     p.add_argument("--num-heads", type=int, help="attention heads (default: 12 for width 768, 16 for 1024)")
-    p.add_argument("--license", help="licence of the checkpoint's weights for the card")
-    p.add_argument("--external-data", action="store_true", help="always store weights in <output>.data")
+    fio.add_card_arguments(p, "spectralgpt-segmentation")
     a = p.parse_args(argv)
-    try:
-        import_checkpoint(a.checkpoint, a.output, a.id, a.class_names, a.num_heads, a.external_data or None,
-                          license=a.license)
-    except fio.ImportFailure as exc:
-        print(f"import-spectralgpt: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return fio.run_command("import-spectralgpt", lambda: import_checkpoint(
+        a.checkpoint, a.output, a.id, a.class_names, a.num_heads, a.external_data or None, license=a.license))
