@@ -109,6 +109,12 @@ def write_layout(name, keys, extra):
     log(f"wrote {path} ({len(keys)} keys)")
 
 
+def forget_modules(*roots):
+    """Drop imported upstream packages (both repositories have a top-level ``src``)."""
+    for k in [k for k in sys.modules if k.split(".")[0] in roots]:
+        del sys.modules[k]
+
+
 def randomise(model, torch, seed):
     """Random values for what upstream initialises to constants (position embeddings, BatchNorm
     running statistics and affine parameters), so the comparison exercises every parameter."""
@@ -143,6 +149,7 @@ def check_spectralgpt(repo, work, write_layouts, torch, scene=False):
     torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "lr_scheduler": sched.state_dict(),
                 "epoch": 0, "args": args}, ckpt_path)
     sys.path.remove(seg)
+    forget_modules("src", "util")
     if write_layouts:
         write_layout("spectralgpt-vit-base-segmunich", {k: tuple(v.shape) for k, v in model.state_dict().items()},
                      {"source": "danfenghong/IEEE_TPAMI_SpectralGPT downstream_tasks/SegMunich/src/"
@@ -269,6 +276,7 @@ def check_spectralearth(repo, work, write_layouts, torch, experiment="downstream
     from osgeo import gdal
 
     _stub_training_modules()
+    forget_modules("src", "util")
     sys.path.insert(0, repo)
     from src.backbones.registry import BACKBONE_REGISTRY  # upstream, imported at check time
     from src.models.semantic_segmentation_module import ViTSegmentor
