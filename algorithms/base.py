@@ -43,6 +43,9 @@ from ..runtime.monitor import Monitor
 PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ICON = os.path.join(PLUGIN_DIR, "resources", "icon.svg")
 
+#: Dotted name of the MODEL dialog widget (GUI code, imported by Processing only when a dialog is built).
+MODEL_WIDGET = __name__.split(".algorithms.")[0] + ".gui.model_widget.ModelWidgetWrapper"
+
 GROUPS = {
     "radiometry": "Radiometry",
     "cloudmasking": "Cloud masking",
@@ -119,9 +122,10 @@ def definition_for(param):
     elif kind == "enum":
         d = static_enum(name, label, param.options, param.default, optional=opt)
     elif kind == "model":
-        # a drop-down of the registered models; scripts may still pass any id or an .onnx path
-        # (SpectralAlgorithm.checkParameterValues lets those through to the runtime's own check)
-        d = static_enum(name, label, model_choices(param), param.default, optional=opt)
+        # a string (scripts, batch runs and the modeler pass any id or .onnx path) shown in dialogs as
+        # a drop-down of the registered models of the task (gui/model_widget.py)
+        d = QgsProcessingParameterString(name, label, defaultValue=param.default, optional=opt)
+        d.setMetadata({"widget_wrapper": {"class": MODEL_WIDGET, "choices": model_choices(param)}})
     elif kind == "bool":
         d = QgsProcessingParameterBoolean(name, label, defaultValue=bool(param.default), optional=opt)
     elif kind == "string":
@@ -144,22 +148,6 @@ def definition_for(param):
 def output_for(param):
     cls = QgsProcessingOutputNumber if param.kind == "number" else QgsProcessingOutputString
     return cls(param.name, param.label)
-
-
-def enum_value(alg, parameters, name, context, options):
-    """Read a static-string enum; also accepts an index (older scripts/models) and any case."""
-    value = alg.parameterAsEnumString(parameters, name, context)
-    if value in (None, ""):
-        raw = parameters.get(name)
-        value = raw if raw not in (None, "") else alg.parameterDefinition(name).defaultValue()
-    if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
-        idx = int(value)
-        if 0 <= idx < len(options):
-            return options[idx]
-    value = str(value).strip().lower()
-    if value not in options:
-        raise QgsProcessingException(f"{name}: '{value}' is not a valid choice; expected one of {', '.join(options)}.")
-    return value
 
 
 def _emit_path(value):
@@ -278,11 +266,6 @@ class SpectralAlgorithm(QgsProcessingAlgorithm):
     # EMIT netCDF path (file.nc or file.nc|variable); runtime.raster_io.open_raster reads it.
     def checkParameterValues(self, parameters, context):  # noqa: N802
         parameters = table.split_series(self.task, parameters)
-        models = {p.name for p in self.task.params if p.kind == "model"}
-        for name in models:  # any id or path: the runtime resolves it and says what is wrong
-            value = parameters.get(name)
-            if isinstance(value, str) and value.strip():
-                parameters[name] = self.parameterDefinition(name).defaultValue() or value
         emit = {n for n in (parameters or {}) if _emit_path(parameters.get(n))}
         if not emit:
             ok, message = super().checkParameterValues(parameters, context)

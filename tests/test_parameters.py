@@ -134,10 +134,11 @@ def test_model_is_a_drop_down_of_the_tasks_models(processing_provider):
     built_model("spectf-cloud-v0.1.0")
     cm = QgsApplication.processingRegistry().createAlgorithmById("spectraltf:cloudmask")
     d = cm.parameterDefinition("MODEL")
-    assert d.type() == "enum" and d.usesStaticStrings()
-    assert d.options()[0] == d.defaultValue() == "spectf-cloud-v0.1.0"
+    assert d.type() == "string"  # scripts, batch runs and the modeler pass any id or path
+    options = d.metadata()["widget_wrapper"]["choices"]
+    assert options[0] == d.defaultValue() == "spectf-cloud-v0.1.0"
     seg = QgsApplication.processingRegistry().createAlgorithmById("spectraltf:segment")
-    seg_options = seg.parameterDefinition("MODEL").options()
+    seg_options = seg.parameterDefinition("MODEL").metadata()["widget_wrapper"]["choices"]
     assert "spectf-cloud-v0.1.0" not in seg_options  # only models of the algorithm's task
 
 
