@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import band_matching, registry, tiling
+from . import band_matching, registry, styles, tiling
 from .errors import InputError, ModelError
 from .model import OnnxModel
 from .monitor import ensure
-from .raster_io import Grid, Window, gdal, open_raster, read_block
+from .raster_io import Grid, Window, open_raster, read_block
 
 CLASS_NODATA = 255
 FLOAT_NODATA = -9999.0
@@ -183,25 +183,6 @@ def open_inputs(inputs, card, bands=None, monitor=None):
     return datasets, band_lists, matches
 
 
-def _write_styles(outs, classes):
-    """QML styles of the class map and confidence, staged with them in the output set ``outs``."""
-    from . import styles
-
-    entries = [(c["value"], c["name"], tuple(c["color"])) for c in classes]
-    entries.append((CLASS_NODATA, "no data", (0, 0, 0, 0)))
-    styles.write_class_qml(outs.style_path("OUTPUT"), entries)
-    if "OUTPUT_CONFIDENCE" in outs:
-        styles.write_pseudocolor_qml(outs.style_path("OUTPUT_CONFIDENCE"), 0.0, 1.0)
-
-
-def _color_table(classes):
-    ct = gdal.ColorTable()
-    for c in classes:
-        ct.SetColorEntry(int(c["value"]), tuple(int(v) for v in c["color"]))
-    ct.SetColorEntry(CLASS_NODATA, (0, 0, 0, 0))
-    return ct
-
-
 def run_segmentation(inputs, model, outputs, bands=None, overlap=None, crop=None, batch_size=4,
                      device="auto", threads=None, monitor=None, extra_dirs=None, config=None):
     """Segment ``inputs`` (one raster path, or one per model date, in date order) with ``model``.
@@ -274,12 +255,8 @@ def run_segmentation(inputs, model, outputs, bands=None, overlap=None, crop=None
     with outs:
         w_cls = outs.create("OUTPUT", grid, 1, np.uint8, CLASS_NODATA)
         w_cls.set_band_descriptions(["class"])
-        w_cls.band(1).SetColorTable(_color_table(classes))
-        names = [""] * 256
-        for c in classes:
-            names[c["value"]] = c["name"]
-        names[CLASS_NODATA] = "no data"
-        w_cls.band(1).SetCategoryNames(names[: CLASS_NODATA + 1])
+        class_styles = styles.class_entries(classes, CLASS_NODATA)
+        styles.apply_classes(w_cls.band(1), class_styles)
         w_cls.set_metadata(meta)
         w_prob = w_conf = None
         if outputs.get("probabilities"):
@@ -348,7 +325,8 @@ def run_segmentation(inputs, model, outputs, bands=None, overlap=None, crop=None
                 acc[:, th - n:] = 0.0
                 wsum[th - n:] = 0.0
                 origin = stop
-        _write_styles(outs, classes)
+        styles.write_styles(outs, {"OUTPUT": ("classes", class_styles),
+                                   "OUTPUT_CONFIDENCE": ("ramp", 0.0, 1.0, "viridis")})
 
     result.class_counts = {c["name"]: int(n) for c, n in zip(classes, counts)}
     result.valid_pixels = int(counts.sum())
