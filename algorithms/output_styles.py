@@ -7,7 +7,7 @@ Call from an algorithm's ``run`` after the output raster is written::
 
     out = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
     ...write out...
-    qml = styles.write_cloud_mask_qml(styles.qml_path_for(out))   # or write_class_qml / write_pseudocolor_qml
+    qml = styles.write_class_qml(styles.qml_path_for(out), classes)   # or write_pseudocolor_qml
     style_output(context, out, "Cloud mask (SpecTf)", qml)
 
 The ``.qml`` beside the raster is also what QGIS loads automatically when the file is added to a

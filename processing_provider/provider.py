@@ -6,6 +6,7 @@ from qgis.PyQt.QtGui import QIcon
 
 from ..qgis_compat import MESSAGE_INFO
 from ..algorithms import algorithm_classes
+from ..algorithms.base import set_config_source
 from ..runtime import deps
 from . import settings
 
@@ -65,5 +66,6 @@ class SpectralTransformersProvider(QgsProcessingProvider):
         return ICON
 
     def loadAlgorithms(self):  # noqa: N802
+        set_config_source(settings.runtime_config)  # algorithms build each run's RuntimeConfig with it
         for cls in algorithm_classes():
             self.addAlgorithm(cls())

@@ -16,8 +16,9 @@ import os
 import numpy as np
 
 from . import dates as dates_mod
-from . import model_card, onnx_backend, raster_io
+from . import model_card, onnx_backend, raster_io, styles
 from .errors import InputError, ModelError
+from .model import OnnxModel, static_dim
 from .monitor import ensure
 
 TASK = "temporal-attention"
@@ -25,14 +26,18 @@ ATTENTION_NODATA = -9999.0
 CLASS_NODATA = 255
 
 
-class TemporalModel:
+class TemporalModel(OnnxModel):
     """An L-TAE ONNX model and its card (inputs ``series`` (N, T, C), ``doy`` (T,); outputs
-    ``logits`` (N, K), ``attention`` (N, heads, T))."""
+    ``logits`` (N, K), ``attention`` (N, heads, T)), on the shared :class:`~.model.OnnxModel`."""
 
-    def __init__(self, path, card, session):
-        self.path, self.card, self.session = path, card, session
+    TASKS = (TASK,)
+
+    def __init__(self, path, card, device="auto", threads=None, parameter="MODEL", config=None):
+        super().__init__(path, card, None, device, threads, parameter, config)
+        check_attention_model(self.session, ("series", "doy"), parameter)
+        card = self.card
         self.channels = int(card.get("channels") or len(card.get("bands") or []) or
-                            _static_dim(session.inputs["series"].shape, 2) or 0)
+                            static_dim(self.inputs["series"].shape, 2) or 0)
         if self.channels <= 0:
             raise ModelError("the model card gives no channel count ('channels' or 'bands').", "MODEL")
         self.bands = list(card.get("bands") or [f"C{i + 1}" for i in range(self.channels)])
@@ -47,37 +52,21 @@ class TemporalModel:
         self.heads = int(card.get("heads") or 0) or None
 
     @classmethod
-    def load(cls, path, device="auto", threads=None, card=None, parameter="MODEL"):
+    def load(cls, path, device="auto", threads=None, card=None, parameter="MODEL", config=None):
         card = card if card is not None else model_card.load_card(path, parameter)
         if card.get("task") != TASK:
             raise ModelError(f"model '{card.get('id')}' has task '{card.get('task')}'; temporal attention needs "
                              f"a '{TASK}' (L-TAE) model.", parameter)
-        session = onnx_backend.load_session(path, device, threads, parameter)
-        check_attention_model(session, ("series", "doy"), parameter)
-        return cls(path, card, session)
+        return cls(path, card, device, threads, parameter, config)
 
     def positions(self, dates):
         return dates_mod.positions(dates, self.policy, self.reference)
 
     def run(self, series, doy, batch_size=4096, monitor=None):
         """(N, T, C) float32 + (T,) positions → (logits (N, K), attention (N, H, T))."""
-        logits, attention = [], []
-        for start in range(0, len(series), batch_size):
-            if monitor is not None:
-                monitor.check()
-            lg, at = self.session.run_cancellable(
-                ["logits", "attention"], {"series": series[start:start + batch_size], "doy": doy}, monitor)
-            logits.append(lg)
-            attention.append(at)
-        return np.concatenate(logits), np.concatenate(attention)
-
-
-def _static_dim(shape, i):
-    try:
-        v = shape[i]
-    except (IndexError, TypeError):
-        return None
-    return v if isinstance(v, int) else None
+        logits, attention = self.run_batches(["logits", "attention"], {"series": series}, {"doy": doy},
+                                             batch_size, monitor)
+        return logits, attention
 
 
 def check_attention_model(session, inputs, parameter="MODEL"):
@@ -165,26 +154,29 @@ def _same_georef(a, b, tol=1e-6):
     return True
 
 
-def _hex_rgba(color, index):
-    return model_card._color(color, "class color", model_card._Checker("?", "MODEL"), index)
-
-
 def temporal_attention(paths, model, output, dates_text=None, output_heads=None, output_classes=None,
                        device="auto", threads=None, batch_size=4096, monitor=None, card=None,
-                       block_budget=None):
+                       block_budget=None, config=None):
     """Write temporal attention maps (see module docstring). ``model`` is an ONNX path or a
     :class:`TemporalModel`. Returns a dict with the dates, their source, the output paths and
     the number of valid pixels."""
+    from .config import ensure_config
+    from .pipeline import OutputSet, stream, strips
+
     monitor = ensure(monitor)
-    tm = model if isinstance(model, TemporalModel) else TemporalModel.load(model, device, threads, card)
-    raster_io.check_output_path(output, "OUTPUT")
+    config = ensure_config(config)
+    outs = OutputSet(config, monitor)
+    outs.add_input("INPUT", [str(p) for p in (paths or [])])
+    output = outs.add_output("OUTPUT", output)
     if output_heads:
-        raster_io.check_output_path(output_heads, "OUTPUT_HEADS")
+        output_heads = outs.add_output("OUTPUT_HEADS", output_heads)
     if output_classes:
-        raster_io.check_output_path(output_classes, "OUTPUT_CLASSES")
-        if not tm.classes:
-            raise InputError("the model card lists no classes, so no class map can be written; leave "
-                             "OUTPUT_CLASSES empty.", "OUTPUT_CLASSES")
+        output_classes = outs.add_output("OUTPUT_CLASSES", output_classes)
+    tm = model if isinstance(model, TemporalModel) else TemporalModel.load(
+        model, device, threads or config.cpu_threads, card, config=config)
+    if output_classes and not tm.classes:
+        raise InputError("the model card lists no classes, so no class map can be written; leave "
+                         "OUTPUT_CLASSES empty.", "OUTPUT_CLASSES")
     if batch_size is None or int(batch_size) < 1:
         raise InputError(f"batch size must be a positive integer, not {batch_size}.", "BATCH_SIZE")
     stack = TemporalStack(paths, tm.channels)
@@ -196,35 +188,33 @@ def temporal_attention(paths, model, output, dates_text=None, output_heads=None,
     monitor.info(f"{t} dates ({source}): {iso[0]} … {iso[-1]}; positions {tm.policy}; model {tm.card.get('id')} "
                  f"({tm.session.describe()})")
     grid = stack.grid
-    budget = block_budget or raster_io.DEFAULT_BLOCK_BYTES
+    budget = block_budget or config.block_bytes
     heads = tm.heads or 1
     per_pixel = t * tm.channels + t * (1 + heads)
-    rows = raster_io.block_rows_for(grid.width, per_pixel, 4, budget)
-    windows = raster_io.iter_windows(grid.width, grid.height, rows)
+    windows = strips(grid.width, grid.height, per_pixel, budget)
     common_md = {"MODEL": tm.card.get("id", ""), "DATES": ",".join(iso), "DATES_SOURCE": source,
                  "DATES_POLICY": tm.policy}
     n_valid, amax = 0, 0.0
-    with raster_io.OutputSet() as outs:
-        w_att = outs.add(raster_io.RasterWriter(output, grid, t, np.float32, ATTENTION_NODATA, "OUTPUT",
-                                                block_budget=budget))
+    with outs:
+        w_att = outs.create("OUTPUT", grid, t, np.float32, ATTENTION_NODATA,
+                            tile=raster_io.tile_size_for(grid.width, t, 4, budget))
         w_att.set_band_descriptions(iso)
         for i, d in enumerate(iso):
             w_att.band(i + 1).SetMetadataItem("ACQUISITION_DATE", d)
         w_att.set_metadata(dict(common_md, CONTENT="attention on each date, mean over heads"))
         w_heads = w_cls = None
         if output_heads:
-            w_heads = outs.add(raster_io.RasterWriter(output_heads, grid, heads * t, np.float32, ATTENTION_NODATA,
-                                                      "OUTPUT_HEADS", block_budget=budget))
+            w_heads = outs.create("OUTPUT_HEADS", grid, heads * t, np.float32, ATTENTION_NODATA,
+                                  tile=raster_io.tile_size_for(grid.width, heads * t, 4, budget))
             w_heads.set_band_descriptions([f"head {h + 1} {d}" for h in range(heads) for d in iso])
             w_heads.set_metadata(dict(common_md, CONTENT="attention per head (head-major: band = head*T + date)",
                                       HEADS=heads))
         if output_classes:
-            w_cls = outs.add(raster_io.RasterWriter(output_classes, grid, 1, np.uint8, CLASS_NODATA,
-                                                    "OUTPUT_CLASSES", block_budget=budget))
+            w_cls = outs.create("OUTPUT_CLASSES", grid, 1, np.uint8, CLASS_NODATA,
+                                tile=raster_io.tile_size_for(grid.width, 1, 1, budget))
             w_cls.set_metadata(dict(common_md, CONTENT="class value (model card 'classes')"))
         class_values = np.array([int(c.get("value", i)) for i, c in enumerate(tm.classes)] or [0], np.int64)
-        for k, win in enumerate(windows):
-            monitor.check()
+        for win in stream(windows, monitor, release=stack.datasets):
             series, valid = stack.read(win)
             flat = valid.reshape(-1)
             n_pix = win.xsize * win.ysize
@@ -250,39 +240,15 @@ def temporal_attention(paths, model, output, dates_text=None, output_heads=None,
                 w_heads.write(win, heads_block.reshape((heads * t,) + shape))
             if w_cls is not None:
                 w_cls.write(win, cls_block.reshape(shape))
-            monitor.progress((k + 1) / len(windows))
-        styles = []
+        spec = {"OUTPUT": ("ramp", 0.0, max(amax, 1e-3), "magma")}
         if w_cls is not None:
-            from osgeo import gdal
-
-            ct = gdal.ColorTable()
-            for i, c in enumerate(tm.classes):
-                rgba = _hex_rgba(c.get("color"), i)
-                ct.SetColorEntry(int(c.get("value", i)), tuple(int(v) for v in rgba))
-                styles.append((int(c.get("value", i)), str(c.get("name", f"class {i}")), tuple(int(v) for v in rgba)))
-            band = w_cls.band(1)
-            band.SetColorTable(ct)
-            names = [""] * (max(v for v, _, _ in styles) + 1)
-            for v, name, _ in styles:
-                names[v] = name
-            band.SetCategoryNames(names)
-    _write_styles(output, amax, output_classes, styles if output_classes else None)
+            class_styles = styles.class_entries(tm.classes)
+            styles.apply_classes(w_cls.band(1), class_styles)
+            spec["OUTPUT_CLASSES"] = ("classes", class_styles)
+        styles.write_styles(outs, spec)
     monitor.info(f"attention written for {n_valid} valid pixels → {output}")
     return {"dates": dates, "dates_source": source, "output": output, "output_heads": output_heads,
             "output_classes": output_classes, "valid_pixels": n_valid, "positions": doy}
-
-
-def _write_styles(output, amax, output_classes, classes):
-    try:
-        from . import styles
-    except ImportError:  # styles are optional comfort
-        return
-    try:
-        styles.write_pseudocolor_qml(styles.qml_path_for(output), 0.0, max(amax, 1e-3), ramp="magma")
-        if output_classes and classes:
-            styles.write_class_qml(styles.qml_path_for(output_classes), classes)
-    except (OSError, ValueError):
-        pass
 
 
 # ---------------------------------------------------------------------------------------------
@@ -291,7 +257,7 @@ def _write_styles(output, amax, output_classes, classes):
 SPECTRAL_TASK = "spectral-cloud-mask"
 
 
-def resolve_attention_model(value, device="auto", threads=None, parameter="MODEL"):
+def resolve_attention_model(value, device="auto", threads=None, parameter="MODEL", config=None):
     """``(mode, path, card)`` for a registry id or .onnx path, where ``mode`` is ``"spectral"``
     (SpecTf band attention, task ``spectral-cloud-mask``) or ``"temporal"`` (L-TAE, task
     ``temporal-attention``). The card decides; a file without a card is judged by its inputs.
@@ -301,19 +267,12 @@ def resolve_attention_model(value, device="auto", threads=None, parameter="MODEL
     from . import registry
 
     value = "spectf-cloud-v0.1.0" if value in (None, "") else str(value).strip()
-    try:
-        entry = registry.resolve(value, parameter=parameter)
-        path, card = str(entry.path), dict(entry.card or {})
-    except ModelError:
-        path = os.path.abspath(os.path.expanduser(value))
-        if not (value.lower().endswith(".onnx") and os.path.isfile(path)):
-            raise
-        card = {}
+    path, card, _ = OnnxModel.resolve(value, parameter, config, cardless=True)  # a bare .onnx: judged below
     task = card.get("task")
     if task not in (None, TASK, SPECTRAL_TASK):
         raise ModelError(f"model '{card.get('id', value)}' is a '{task}' model without attention weights; attention "
                          f"maps need a SpecTf ('{SPECTRAL_TASK}') or L-TAE ('{TASK}') model.", parameter)
-    session = onnx_backend.load_session(path, device, threads, parameter)
+    session = onnx_backend.load_session(path, device, threads, parameter, config=config)
     if task is None:
         ins = set(session.inputs)
         task = TASK if {"series", "doy"} <= ins else SPECTRAL_TASK if {"spectra", "wavelengths"} <= ins else None

@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 import numpy as np
 
 from . import raster_io, solar
+from .dates import acquisition_time  # noqa: F401 (the one acquisition-time reader, also toa.acquisition_time)
 from .errors import InputError
 from .monitor import ensure
 from .spectral import read_spectral_info
@@ -38,14 +39,16 @@ RADIANCE_UNIT_FACTORS = {
 }
 RADIANCE_UNITS = ["auto"] + list(RADIANCE_UNIT_FACTORS)
 
+#: Accepted solar zenith angles (degrees; the sun must be above the horizon: 90 itself is refused).
+SOLAR_ZENITH_RANGE_DEG = (0.0, 90.0)
+#: Plausible Earth–Sun distances (AU; the true range over a year is 0.983–1.017).
+EARTH_SUN_DISTANCE_RANGE_AU = (0.95, 1.05)
+
 #: OBS layout (1-based bands).
 OBS_BANDS = 11
 OBS_ZENITH_BAND = 5
 OBS_DISTANCE_BAND = 11
 
-_TIME_KEYS = ("start acquisition time", "start_acquisition_time", "acquisition time", "acquisition_time",
-              "acquisition start time", "acquisitiontime", "datetime_start", "start_time", "time_coverage_start",
-              "acquisition_date", "acquisitiondate", "sensing_time", "date_time")
 
 
 def _as_dataset(value, parameter):
@@ -101,19 +104,6 @@ def detect_radiance_units(ds):
     return None, "no radiance units in the metadata"
 
 
-def acquisition_time(ds):
-    """Acquisition (start) time as a naive UTC datetime from ENVI / GDAL metadata, else None."""
-    sources = [ds.GetMetadata("ENVI") or {}, ds.GetMetadata() or {}, ds.GetMetadata("IMAGERY") or {}]
-    for md in sources:
-        lowered = {str(k).lower().replace("nc_global#", ""): v for k, v in md.items()}
-        for key in _TIME_KEYS:
-            if key in lowered:
-                dt = solar.parse_utc(lowered[key])
-                if dt is not None:
-                    return dt
-    return None
-
-
 def centre_lonlat(ds):
     """(lon, lat) in degrees of the raster centre, or None when it is not georeferenced."""
     from osgeo import osr
@@ -144,14 +134,17 @@ def centre_lonlat(ds):
 
 
 def _check_zenith(value, parameter):
-    if not np.isfinite(value) or value < 0 or value >= 90:
+    lo, hi = SOLAR_ZENITH_RANGE_DEG
+    if not np.isfinite(value) or value < lo or value >= hi:
         raise InputError(f"solar zenith {value:g}° is outside 0–90°; expected the solar zenith angle in degrees "
                          "(0 = sun overhead, below 90 = sun above the horizon).", parameter)
 
 
 def _check_distance(value, parameter):
-    if not np.isfinite(value) or not 0.95 <= value <= 1.05:
-        raise InputError(f"Earth–Sun distance {value:g} AU is implausible; expected about 0.983–1.017 AU.", parameter)
+    lo, hi = EARTH_SUN_DISTANCE_RANGE_AU
+    if not np.isfinite(value) or not lo <= value <= hi:
+        raise InputError(f"Earth–Sun distance {value:g} AU is implausible; expected {lo:g}–{hi:g} AU "
+                         "(0.983–1.017 over a year).", parameter)
 
 
 class ToaConverter:
@@ -391,38 +384,41 @@ def _scan_observation(obs, parameter, monitor, block_bytes=None):
         raise InputError(f"band {OBS_DISTANCE_BAND} (Earth–Sun distance) of the observation raster has no valid "
                          "pixels.", parameter)
     mean = total / count
-    if not 0.95 <= mean <= 1.05:
+    if not EARTH_SUN_DISTANCE_RANGE_AU[0] <= mean <= EARTH_SUN_DISTANCE_RANGE_AU[1]:
         raise InputError(f"band {OBS_DISTANCE_BAND} averages {mean:g}, not an Earth–Sun distance in AU (≈ 0.98–1.02); "
                          "expected the 11-band EMIT/AVIRIS-NG OBS layout.", parameter)
     return mean
 
 
-def _block_budget():
-    mb = os.environ.get("SPECTRALTF_BLOCK_MB")
-    try:
-        return int(float(mb) * 1024 * 1024) if mb else raster_io.DEFAULT_BLOCK_BYTES
-    except ValueError:
-        return raster_io.DEFAULT_BLOCK_BYTES
-
-
 def toa_reflectance(input_path, output_path, observation=None, irradiance=None, solar_zenith=None,
-                    earth_sun_distance=None, radiance_units="auto", monitor=None, block_bytes=None):
+                    earth_sun_distance=None, radiance_units="auto", monitor=None, block_bytes=None, config=None):
     """Convert a radiance raster to a float32 TOA reflectance raster (same grid, nodata −9999,
-    wavelength/fwhm/bbl preserved), streaming by blocks. Returns a summary dict (``output``,
-    ``bands``, ``earth_sun_distance``, ``solar_zenith``, ``valid_pixels``, ``notes``)."""
+    wavelength/fwhm/bbl preserved), streaming by blocks (``block_bytes``, default the config's
+    block budget). Returns a summary dict (``output``, ``bands``, ``earth_sun_distance``,
+    ``solar_zenith``, ``valid_pixels``, ``notes``)."""
+    from .config import ensure_config
+    from .pipeline import OutputSet, stream, strips
+    from .spectral import write_spectral_metadata
+
     monitor = ensure(monitor)
-    output_path = raster_io.check_output_path(output_path, "OUTPUT")
+    config = ensure_config(config)
     ds = _as_dataset(input_path, "INPUT")
     if ds is None:
         raise InputError("no radiance raster given.", "INPUT")
+    outs = OutputSet(config, monitor)
+    outs.add_input("INPUT", ds)
+    outs.add_input("OBSERVATION", observation)
+    if isinstance(irradiance, (str, os.PathLike)):
+        outs.add_input("IRRADIANCE", str(irradiance))
+    output_path = outs.add_output("OUTPUT", output_path)
     conv = ToaConverter.create(ds, observation, irradiance, solar_zenith, earth_sun_distance, radiance_units, monitor)
     grid = raster_io.Grid.of(ds)
     nb = len(conv.bands)
-    budget = block_bytes or _block_budget()
+    budget = block_bytes or config.block_bytes
     valid_pixels = 0
-    with raster_io.RasterWriter(output_path, grid, nb, np.float32, NODATA, "OUTPUT", block_budget=budget) as writer:
-        from .spectral import write_spectral_metadata
-
+    with outs:
+        writer = outs.create("OUTPUT", grid, nb, np.float32, NODATA,
+                             tile=raster_io.tile_size_for(grid.width, nb, 4, budget))
         write_spectral_metadata(writer.ds, conv.wavelength_nm, conv.fwhm_nm, conv.bbl)
         writer.set_metadata({
             "processing": "TOA reflectance = pi * L * d^2 / (E_sun * cos(solar zenith))",
@@ -430,18 +426,13 @@ def toa_reflectance(input_path, output_path, observation=None, irradiance=None, 
             "solar_zenith_deg": "per pixel (OBS band 5)" if conv.solar_zenith is None else f"{conv.solar_zenith:.5f}",
             "solar_spectrum": os.path.basename(str(getattr(irradiance, "source", irradiance) or solar.DEFAULT_SPECTRUM)),
         })
-        rows = raster_io.block_rows_for(grid.width, nb + 2, 4, budget, align=writer.tile)
-        windows = raster_io.iter_windows(grid.width, grid.height, rows)
-        for i, win in enumerate(windows):
-            monitor.check()
+        windows = strips(grid.width, grid.height, nb + 2, budget, align=writer.tile)
+        for win in stream(windows, monitor, release=(ds, conv.observation_ds)):
             rad, valid = raster_io.read_block(ds, win, conv.bands)
             rho = conv.convert(win, rad)
             ok = valid & np.all(np.isfinite(rho), axis=0)
             rho[:, ~ok] = NODATA
             valid_pixels += int(ok.sum())
             writer.write(win, rho)
-            raster_io.release_read_cache(ds, win)
-            raster_io.release_read_cache(conv.observation_ds, win)
-            monitor.progress((i + 1) / len(windows))
     return {"output": output_path, "bands": nb, "earth_sun_distance": conv.earth_sun_distance,
             "solar_zenith": conv.solar_zenith, "valid_pixels": valid_pixels, "notes": conv.notes}
