@@ -27,6 +27,7 @@ class SegmentAlgorithm(SpectralAlgorithm):
     BANDS = "BANDS"
     TILE_OVERLAP = "TILE_OVERLAP"
     BATCH_SIZE = "BATCH_SIZE"
+    DATES = "DATES"
     DEVICE = "DEVICE"
     OUTPUT = "OUTPUT"
     OUTPUT_PROBABILITIES = "OUTPUT_PROBABILITIES"
@@ -50,6 +51,9 @@ class SegmentAlgorithm(SpectralAlgorithm):
         self.addParameter(QgsProcessingParameterNumber(
             self.TILE_OVERLAP, "Tile overlap (pixels, or fraction of the tile when < 1; default: the model's)",
             QgsProcessingParameterNumber.Double, optional=True, minValue=0.0))
+        self.addParameter(QgsProcessingParameterString(
+            self.DATES, "Acquisition dates, one per input raster (e.g. 2019-03-01, 2019-04-02; for models "
+            "with temporal inputs; default: from raster metadata or file names)", optional=True))
         self.addParameter(QgsProcessingParameterNumber(
             self.BATCH_SIZE, "Batch size (tiles per inference call)", QgsProcessingParameterNumber.Integer,
             defaultValue=4, minValue=1))
@@ -88,6 +92,10 @@ class SegmentAlgorithm(SpectralAlgorithm):
             "no data in any band or date), with a colour table and a .qml style. <b>Class "
             "probabilities</b> (optional): float32, one band per class named after it. <b>Confidence</b> "
             "(optional): float32 maximum class probability. Probability outputs use −9999 as no data.</p>"
+            "<p><b>Acquisition dates</b>: only for models whose card has temporal inputs (Prithvi-EO-2.0 "
+            "<i>_tl</i> models imported with import-terratorch): comma-separated ISO dates, one per input "
+            "raster; default: read from raster metadata (ACQUISITION_DATE, TIFFTAG_DATETIME, …) or the file "
+            "names. Such models also get the raster centre in WGS 84 as their location.</p>"
             "<p>The raster is processed one row of tiles at a time, so memory does not grow with its "
             "height; cancelling leaves no output file.</p>")
 
@@ -118,6 +126,7 @@ class SegmentAlgorithm(SpectralAlgorithm):
             batch_size=self.parameterAsInt(parameters, self.BATCH_SIZE, context) or 4,
             device=enum_value(self, parameters, self.DEVICE, context, DEVICES),
             monitor=monitor,
+            dates=self.parameterAsString(parameters, self.DATES, context) or None,
         )
         style_output(context, out_cls, f"Classes ({result.model_id})")
         if out_conf:

@@ -16,6 +16,7 @@ COMMANDS = {
     "ltae-export": ("ltae:main_export", "L-TAE checkpoint (.pt) → ONNX (logits + attention) with card"),
     "seg-train": ("seg_train:seg_train_main", "fine-tune a Prithvi-style ViT (or spectral adapter) on chips → ONNX"),
     "seg-export": ("seg_train:seg_export_main", "seg-train checkpoint (.pt) → ONNX with segmentation card"),
+    "import-terratorch": ("terratorch_import:main", "TerraTorch fit YAML + Lightning .ckpt → ONNX with card (needs TerraTorch)"),
 }
 
 
