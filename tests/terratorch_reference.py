@@ -3,17 +3,19 @@
 
 ``make-model SPEC.json OUTDIR``: a random-init TerraTorch model saved as ``terratorch fit`` leaves
 it: ``OUTDIR/config.yaml`` (fit YAML; ``output_bands`` and ``backbone_bands`` share a YAML anchor)
-and ``OUTDIR/model.ckpt`` (Lightning checkpoint written by ``Trainer.save_checkpoint``).
+and ``OUTDIR/model.ckpt`` (Lightning checkpoint written by ``Trainer.save_checkpoint``). With
+``calibrate`` (a pixels .npy) in the spec, the head's two class biases are shifted so that the chip
+is split about evenly between the classes (see :func:`calibrate`).
 
-``tiled CONFIG CKPT PIXELS.npy OUT.npy [--dates D1,D2] [--location LAT,LON]``: TerraTorch's
-prediction of raw band values PIXELS (C, H, W) or (T, C, H, W) (the ``output_bands``, unscaled):
+``tiled CONFIG CKPT JOBS.json``: for each job ``{pixels, out, dates?, location?}`` TerraTorch's
+prediction of raw band values ``pixels`` (.npy (C, H, W) or (T, C, H, W): the ``output_bands``, unscaled):
 ``x · constant_scale`` normalised with the YAML's means/stds, then
 ``terratorch.tasks.tiled_inference.tiled_inference`` with the YAML's ``tiled_inference_parameters``
 and ``temporal_coords`` / ``location_coords`` passed as ``predict_step`` passes them. Writes the
 logits (K, H, W) float32.
 
-``fake-tiled H W CROP STRIDE DELTA OUT.npy``: ``tiled_inference`` of a position-dependent fake
-model on a deterministic input (tests the tile grid and blending alone).
+``fake-tiled JOBS.json``: ``tiled_inference`` of a position-dependent fake model on deterministic
+inputs (tests the tile grid and blending alone; see :func:`fake_tiled`).
 """
 import datetime
 import json
@@ -113,6 +115,46 @@ def build_task(cfg):
     return SemanticSegmentationTask(**init)
 
 
+def calibrate(task, cfg, spec, pixels):
+    """Shift the head's class biases so that the model splits the chip's centre crop about evenly
+    between the two classes (a random-init head gives ~one class everywhere, which would make any
+    agreement figure trivially high). The network stays TerraTorch's; only two biases move."""
+    v = np.load(pixels).astype(np.float32)
+    h, w = v.shape[-2:]
+    r, c = (h - 224) // 2, (w - 224) // 2
+    x = _normalise(cfg, v[..., r:r + 224, c:c + 224])
+    rest = _coords(spec.get("dates"), spec.get("location"))
+    with torch.no_grad():
+        y = task.eval()(x, **rest).output[0]
+        med = float(torch.median(y[1] - y[0]))
+        conv = task.model.head.head[-1]
+        conv.bias[0] += med / 2
+        conv.bias[1] -= med / 2
+
+
+def _normalise(cfg, v):
+    """Raw values (C, H, W) or (T, C, H, W) → TerraTorch's model input (1, C, H, W) / (1, C, T, H, W)."""
+    data = cfg["data"]["init_args"]
+    mean = np.asarray(data["means"], np.float32)[:, None, None]
+    std = np.asarray(data["stds"], np.float32)[:, None, None]
+    x = (v * np.float32(data["constant_scale"]) - mean) / std
+    x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None]
+    if x.dim() == 5:  # (1, T, C, H, W) → (B, C, T, H, W)
+        x = x.permute(0, 2, 1, 3, 4).contiguous()
+    return x
+
+
+def _coords(dates=None, location=None):
+    rest = {}
+    if dates:
+        ds = [datetime.date.fromisoformat(d) for d in dates]
+        rest["temporal_coords"] = torch.tensor([[[d.year, d.timetuple().tm_yday - 1] for d in ds]],
+                                               dtype=torch.float32)
+    if location:
+        rest["location_coords"] = torch.tensor([[float(t) for t in location]], dtype=torch.float32)
+    return rest
+
+
 def make_model(spec_path, outdir):
     import lightning
 
@@ -135,6 +177,8 @@ def make_model(spec_path, outdir):
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
                 m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+    if spec.get("calibrate"):
+        calibrate(task, cfg, spec, spec["calibrate"])
     trainer = lightning.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False,
                                 enable_progress_bar=False, max_epochs=0)
     trainer.strategy.connect(task)
@@ -152,43 +196,29 @@ def load_task(config, ckpt):
     return cfg, task.eval()
 
 
-def tiled(config, ckpt, pixels, out, dates=None, location=None):
+def tiled(config, ckpt, jobs):
+    """Each job {pixels, out, dates?, location?}: TerraTorch's tiled prediction → logits (K, H, W)."""
     from terratorch.tasks.tiled_inference import tiled_inference
 
     cfg, task = load_task(config, ckpt)
-    data = cfg["data"]["init_args"]
-    v = np.load(pixels).astype(np.float32)
-    frames = cfg["model"]["init_args"]["model_args"].get("backbone_num_frames", 1)
-    mean = np.asarray(data["means"], np.float32)[:, None, None]
-    std = np.asarray(data["stds"], np.float32)[:, None, None]
-    x = (v * np.float32(data["constant_scale"]) - (mean if v.ndim == 3 else mean[None])) / (
-        std if v.ndim == 3 else std[None])
-    x = torch.from_numpy(x)[None]
-    if frames > 1:  # (1, T, C, H, W) → TerraTorch's (B, C, T, H, W)
-        x = x.permute(0, 2, 1, 3, 4).contiguous()
-    rest = {}
-    if dates:
-        ds = [datetime.date.fromisoformat(d) for d in dates.split(",")]
-        rest["temporal_coords"] = torch.tensor([[[d.year, d.timetuple().tm_yday - 1] for d in ds]],
-                                               dtype=torch.float32)
-    if location:
-        rest["location_coords"] = torch.tensor([[float(t) for t in location.split(",")]], dtype=torch.float32)
+    params = dict(cfg["model"]["init_args"].get("tiled_inference_parameters") or {})
 
     def model_forward(x, **kwargs):  # as SemanticSegmentationTask.predict_step
         return task(x, **kwargs).output
 
-    params = dict(cfg["model"]["init_args"].get("tiled_inference_parameters") or {})
-    with torch.no_grad():
-        y = tiled_inference(model_forward, x, **params, **rest)
-    np.save(out, y[0].numpy().astype(np.float32))
+    for job in jobs:
+        x = _normalise(cfg, np.load(job["pixels"]))
+        rest = _coords(job.get("dates"), job.get("location"))
+        with torch.no_grad():
+            y = tiled_inference(model_forward, x, **params, **rest)
+        np.save(job["out"], y[0].numpy().astype(np.float32))
 
 
-def fake_tiled(h, w, crop, stride, delta, out):
-    """A 'model' whose output depends on the position inside the tile, so blending errors show."""
+def fake_tiled(jobs):
+    """For each job {h, w, crop, stride, delta, out}: tiled_inference of a 'model' whose output
+    depends on the position inside the tile (so grid or blending errors show) on random input;
+    writes the input (``out.input.npy``) and the output."""
     from terratorch.tasks.tiled_inference import tiled_inference
-
-    g = torch.Generator().manual_seed(0)
-    x = torch.rand((1, 2, h, w), generator=g)
 
     def model_forward(t):
         n, c, th, tw = t.shape
@@ -196,9 +226,12 @@ def fake_tiled(h, w, crop, stride, delta, out):
                                 indexing="ij")
         return t * (1 + yy / th) + torch.sin(xx / 7.0)
 
-    y = tiled_inference(model_forward, x, crop=crop, stride=stride, delta=delta)
-    np.save(out + ".input.npy", x[0].numpy())
-    np.save(out, y[0].numpy())
+    for job in jobs:
+        g = torch.Generator().manual_seed(0)
+        x = torch.rand((1, 2, job["h"], job["w"]), generator=g)
+        y = tiled_inference(model_forward, x, crop=job["crop"], stride=job["stride"], delta=job["delta"])
+        np.save(job["out"] + ".input.npy", x[0].numpy())
+        np.save(job["out"], y[0].numpy())
 
 
 def main(argv):
@@ -206,13 +239,9 @@ def main(argv):
     if cmd == "make-model":
         make_model(argv[1], argv[2])
     elif cmd == "tiled":
-        args, opts = argv[1:5], {}
-        rest = argv[5:]
-        for i in range(0, len(rest), 2):
-            opts[rest[i].lstrip("-")] = rest[i + 1]
-        tiled(*args, dates=opts.get("dates"), location=opts.get("location"))
+        tiled(argv[1], argv[2], json.load(open(argv[3])))
     elif cmd == "fake-tiled":
-        fake_tiled(*(int(v) for v in argv[1:6]), argv[6])
+        fake_tiled(json.load(open(argv[1])))
     else:
         raise SystemExit(f"unknown command {cmd}")
 
