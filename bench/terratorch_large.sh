@@ -29,14 +29,15 @@ for size in $sizes; do
     600) idx="[7, 15, 23, 31]";;
     *) echo "size must be 300 or 600" >&2; exit 2;;
   esac
-  echo "{\"backbone\": \"prithvi_eo_v2_$size\", \"decoder\": \"UperNetDecoder\", \"indices\": $idx, \"seed\": 7}" > "$d/spec.json"
+  echo "{\"backbone\": \"prithvi_eo_v2_$size\", \"decoder\": \"UperNetDecoder\", \"indices\": $idx, \"seed\": 7, \"calibrate\": \"$out/win.npy\"}" > "$d/spec.json"
+  echo "[{\"pixels\": \"$out/win.npy\", \"out\": \"$d/ref.npy\"}]" > "$d/jobs.json"
   t0=$(date +%s)
   $tt tests/terratorch_reference.py make-model "$d/spec.json" "$d"
   t1=$(date +%s)
   $tt -m spectral_transformers.training import-terratorch --config "$d/config.yaml" --checkpoint "$d/model.ckpt" \
       --output "$d/prithvi-eo2-$size.onnx" --license "Apache-2.0"
   t2=$(date +%s)
-  $tt tests/terratorch_reference.py tiled "$d/config.yaml" "$d/model.ckpt" "$out/win.npy" "$d/ref.npy"
+  $tt tests/terratorch_reference.py tiled "$d/config.yaml" "$d/model.ckpt" "$d/jobs.json"
   t3=$(date +%s)
   scripts/qgis_process run spectraltf:segment -- "INPUT=$out/win.tif" "MODEL=$d/prithvi-eo2-$size.onnx" \
       "BANDS=2,3,4,9,12,13" DEVICE=cpu "OUTPUT=$d/classes.tif" "OUTPUT_PROBABILITIES=$d/prob.tif" > "$d/segment.log" 2>&1

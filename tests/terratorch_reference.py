@@ -91,11 +91,13 @@ NECKS = {
         - name: SelectIndices
           indices: {indices}
         - name: ReshapeTokensToImage
+          effective_time_dim: {frames}
         - name: LearnedInterpolateToPyramidal""",
     "FCNDecoder": """      necks:
         - name: SelectIndices
           indices: [-1]
-        - name: ReshapeTokensToImage""",
+        - name: ReshapeTokensToImage
+          effective_time_dim: {frames}""",
 }
 DECODER_ARGS = {"UperNetDecoder": "      decoder_channels: 64", "FCNDecoder": "      decoder_channels: 64"}
 
@@ -103,8 +105,17 @@ DECODER_ARGS = {"UperNetDecoder": "      decoder_channels: 64", "FCNDecoder": " 
 def fit_yaml(spec):
     decoder = spec["decoder"]
     return FIT_YAML.format(backbone=spec["backbone"], frames=spec.get("frames", 1), decoder=decoder,
-                           necks=NECKS[decoder].format(indices=spec.get("indices", [0, 1, 2, 3])),
+                           necks=NECKS[decoder].format(indices=spec.get("indices", [0, 1, 2, 3]),
+                                                       frames=spec.get("frames", 1)),
                            decoder_args=DECODER_ARGS[decoder])
+
+
+def set_precision(value="highest"):
+    """Importing TerraTorch 1.2.11 sets ``torch.set_float32_matmul_precision("medium")`` (a side
+    effect of ``terratorch/models/backbones/clay_v15/model.py``): on CPUs with AVX-512 BF16 (and on
+    GPUs with TF32) its float32 matmuls then lose precision (logits off by ~1e-4 here). References
+    are computed at "highest" unless a job asks for TerraTorch's as-imported "medium"."""
+    torch.set_float32_matmul_precision(value)
 
 
 def build_task(cfg):
@@ -166,6 +177,7 @@ def make_model(spec_path, outdir):
     cfg = yaml.safe_load(text)
     torch.manual_seed(spec.get("seed", 0))
     task = build_task(cfg)
+    set_precision()
     enc = task.model.encoder
     with torch.no_grad():  # a fine-tuned _tl model: learned coordinate scales of order 1
         for name in ("temporal_embed_enc", "location_embed_enc"):
@@ -207,6 +219,7 @@ def tiled(config, ckpt, jobs):
         return task(x, **kwargs).output
 
     for job in jobs:
+        set_precision(job.get("precision", "highest"))
         x = _normalise(cfg, np.load(job["pixels"]))
         rest = _coords(job.get("dates"), job.get("location"))
         with torch.no_grad():
