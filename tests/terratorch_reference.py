@@ -1,7 +1,7 @@
 """TerraTorch's own side of the import-terratorch parity tests. Runs in ``.venv-terratorch``
 (``scripts/setup_terratorch.sh``), never in the plugin's venv, and imports nothing of the plugin.
 
-``make-model SPEC.json OUTDIR``: a random-init TerraTorch model saved as ``terratorch fit`` leaves
+``make-model SPEC.json OUTDIR [JOBS.json]``: a random-init TerraTorch model saved as ``terratorch fit`` leaves
 it: ``OUTDIR/config.yaml`` (fit YAML; ``output_bands`` and ``backbone_bands`` share a YAML anchor)
 and ``OUTDIR/model.ckpt`` (Lightning checkpoint written by ``Trainer.save_checkpoint``). With
 ``calibrate`` (a pixels .npy) in the spec, the head's two class biases are shifted so that the chip
@@ -249,8 +249,10 @@ def fake_tiled(jobs):
 
 def main(argv):
     cmd = argv[0]
-    if cmd == "make-model":
+    if cmd == "make-model":  # optional JOBS.json: then also `tiled` on the saved files (one TerraTorch import)
         make_model(argv[1], argv[2])
+        if len(argv) > 3:
+            tiled(os.path.join(argv[2], "config.yaml"), os.path.join(argv[2], "model.ckpt"), json.load(open(argv[3])))
     elif cmd == "tiled":
         tiled(argv[1], argv[2], json.load(open(argv[3])))
     elif cmd == "fake-tiled":

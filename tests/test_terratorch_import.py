@@ -116,11 +116,6 @@ def models(tt_python, chip_inputs, tmp_path_factory):
         if kind == "tl":
             spec.update(dates=DATES, location=list(chip_inputs["centre"]))
         (d / "spec.json").write_text(json.dumps(spec))
-        made = json.loads(_run([tt_python, REF, "make-model", d / "spec.json", d]).stdout.strip().splitlines()[-1])
-        onnx_path = d / f"tt-{kind}.onnx"
-        proc = _run([tt_python, "-m", "spectral_transformers.training", "import-terratorch", "--config",
-                     made["config"], "--checkpoint", made["checkpoint"], "--output", onnx_path,
-                     "--license", "Apache-2.0"])
         # TerraTorch at full float32, and as imported (its import lowers matmul precision to "medium")
         jobs = [{"pixels": str(full), "out": str(d / "ref_full.npy")},
                 {"pixels": str(win), "out": str(d / "ref_win.npy")},
@@ -130,7 +125,13 @@ def models(tt_python, chip_inputs, tmp_path_factory):
                 job.update(dates=DATES, location=list(chip_inputs["centre"]))
             jobs[1].update(dates=DATES, location=list(chip_inputs["centre_w"]))
         (d / "jobs.json").write_text(json.dumps(jobs))
-        _run([tt_python, REF, "tiled", made["config"], made["checkpoint"], d / "jobs.json"])
+        # one TerraTorch process: make the model, save it, reload the saved files, tiled_inference
+        out = _run([tt_python, REF, "make-model", d / "spec.json", d, d / "jobs.json"]).stdout
+        made = json.loads([line for line in out.splitlines() if line.startswith("{")][-1])
+        onnx_path = d / f"tt-{kind}.onnx"
+        proc = _run([tt_python, "-m", "spectral_transformers.training", "import-terratorch", "--config",
+                     made["config"], "--checkpoint", made["checkpoint"], "--output", onnx_path,
+                     "--license", "Apache-2.0"])
         cache[kind] = dict(made, onnx=str(onnx_path), dir=d, log=proc.stdout,
                            ref_full=np.load(jobs[0]["out"]), ref_win=np.load(jobs[1]["out"]),
                            ref_full_medium=np.load(jobs[2]["out"]))
