@@ -336,6 +336,10 @@ def test_importer_errors_are_clear(tmp_path, tt_python):
                           capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "--config" in proc.stderr and not (tmp_path / "o.onnx").exists()
+    proc = subprocess.run([str(tt_python), "-m", "spectral_transformers.training", "import-terratorch", "--config",
+                           str(cfg), "--checkpoint", str(tmp_path / "none.ckpt"), "--output", str(tmp_path / "o.txt")],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 2 and "--output" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_temporal_coords_are_year_and_doy0():

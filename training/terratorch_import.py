@@ -340,6 +340,12 @@ def import_terratorch(config, checkpoint, output, model_id=None, license_="", ch
     """Import and export; returns the card."""
     import torch
 
+    from .foundation_io import ImportFailure, check_output
+
+    try:
+        check_output(output)  # before any work: an .onnx path in a writable folder
+    except ImportFailure as exc:
+        raise ImportError_(str(exc)) from None
     cfg = load_fit_config(config)
     desc = describe(cfg, config)
     task = build_task(desc)
