@@ -23,6 +23,7 @@ class AttentionMapsAlgorithm(SpectralAlgorithm):
     NAME = "attentionmaps"
     DISPLAY = "Attention maps"
     GROUP = "explainability"
+    NEEDS_ONNXRUNTIME = True
 
     INPUT = "INPUT"
     MODEL = "MODEL"

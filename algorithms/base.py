@@ -139,6 +139,8 @@ class SpectralAlgorithm(QgsProcessingAlgorithm):
     NAME = ""
     DISPLAY = ""
     GROUP = ""
+    #: Runs a model: without ONNX Runtime the run stops with how to install it, before anything else.
+    NEEDS_ONNXRUNTIME = False
 
     def createInstance(self):  # noqa: N802
         return type(self)()
@@ -188,12 +190,16 @@ class SpectralAlgorithm(QgsProcessingAlgorithm):
         return super().parameterAsRasterLayer(parameters, name, context)
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
-        deps.add_ext_libs_to_path()
+        deps.add_deps_to_path()
         from ..processing_provider.settings import apply_settings
 
         apply_settings()  # Processing ▸ Options ▸ Providers ▸ Spectral Transformers → runtime env
         monitor = FeedbackMonitor(feedback)
         try:
+            if self.NEEDS_ONNXRUNTIME:  # say that first, before any model or input error
+                from ..runtime import onnx_backend
+
+                onnx_backend.import_onnxruntime()
             return self.execute(parameters, context, monitor)
         except Cancelled as exc:
             raise QgsProcessingException(str(exc)) from None

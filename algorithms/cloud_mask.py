@@ -20,6 +20,7 @@ class CloudMaskAlgorithm(SpectralAlgorithm):
     NAME = "cloudmask"
     DISPLAY = "SpecTf cloud mask"
     GROUP = "cloudmasking"
+    NEEDS_ONNXRUNTIME = True
 
     INPUT = "INPUT"
     INPUT_TYPE = "INPUT_TYPE"

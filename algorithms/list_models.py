@@ -35,10 +35,12 @@ class ListModelsAlgorithm(SpectralAlgorithm):
         return (
             "<p>Lists every model the plugin can use, with its model card (task, bands, tile size, "
             "classes, licence, source):</p><ul>"
-            "<li>models in the plugin's <i>models</i> folder (built by <code>make setup</code>);</li>"
+            "<li>models shipped in the plugin's <i>models</i> folder (the SpecTf cloud models);</li>"
+            "<li>models installed with <i>Install model</i> (your user model folder);</li>"
             "<li>models in your model folder (Processing ▸ Options ▸ Providers ▸ Spectral Transformers, "
             "or the SPECTRALTF_MODEL_DIR environment variable);</li>"
-            "<li>models shipped by installed Python packages (ukis-csmask).</li></ul>"
+            "<li>models shipped by installed Python packages (ukis-csmask, installed by <i>Install "
+            "dependencies</i>).</li></ul>"
             "<p>Use a model's <b>id</b> as the MODEL parameter of the other algorithms. Models whose card "
             "is missing or invalid are listed with the reason.</p>"
             "<p><b>Models</b> output: JSON list of {id, path, origin, error, card}. <b>Model list</b> "
@@ -53,7 +55,9 @@ class ListModelsAlgorithm(SpectralAlgorithm):
                 monitor.info(f"{card_summary(e.card)}\n  origin: {e.origin}\n  path: {e.path}\n"
                              f"  card: {json.dumps(e.card, sort_keys=True)}")
         if not entries:
-            monitor.info("No models found. Run `make setup` to build the bundled models, or set a model folder.")
+            monitor.info("No models found. Install one with Plugins ▸ Spectral Transformers ▸ Install model… "
+                         "(spectraltf:installmodel); the ukis-csmask models come with Install dependencies… "
+                         "(spectraltf:installdependencies).")
         text = json.dumps([e.as_dict() for e in entries], indent=1, sort_keys=True)
         path = self.parameterAsFileOutput(parameters, self.OUTPUT_JSON, context) or None
         if path:

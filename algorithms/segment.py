@@ -21,6 +21,7 @@ class SegmentAlgorithm(SpectralAlgorithm):
     NAME = "segment"
     DISPLAY = "Segment with an ONNX model"
     GROUP = "segmentation"
+    NEEDS_ONNXRUNTIME = True
 
     INPUT = "INPUT"
     MODEL = "MODEL"

@@ -1,10 +1,11 @@
 """Processing provider ``spectraltf`` ("Spectral Transformers")."""
 import os
 
-from qgis.core import Qgis, QgsMessageLog, QgsProcessingProvider
+from qgis.core import QgsApplication, QgsMessageLog, QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
 from ..algorithms import algorithm_classes
+from ..qgis_compat import MESSAGE_INFO
 from ..runtime import deps
 from . import settings
 
@@ -14,7 +15,9 @@ ICON = os.path.join(os.path.dirname(os.path.dirname(__file__)), "resources", "ic
 class SpectralTransformersProvider(QgsProcessingProvider):
     def __init__(self):
         super().__init__()
-        deps.add_ext_libs_to_path()
+        # Packages installed by "Install dependencies" live in the QGIS profile, outside the plugin folder.
+        deps.set_profile_dir(QgsApplication.qgisSettingsDirPath())
+        deps.add_deps_to_path()
 
     def id(self):  # noqa: A003 (QGIS API name)
         return "spectraltf"
@@ -50,7 +53,7 @@ class SpectralTransformersProvider(QgsProcessingProvider):
                 ProcessingConfig.settingIcons[self.name()] = self.icon()
             except ImportError:
                 pass
-        QgsMessageLog.logMessage(f"Spectral Transformers: {self.versionInfo()}", "Processing", Qgis.Info)
+        QgsMessageLog.logMessage(f"Spectral Transformers: {self.versionInfo()}", "Processing", MESSAGE_INFO)
         self.refreshAlgorithms()
         return True
 

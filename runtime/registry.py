@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Optional
 
-from . import model_card
+from . import deps, model_card
 from .errors import ModelError
 
 PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -48,9 +48,11 @@ def set_user_dirs(dirs):
 
 
 def user_dirs(extra_dirs=None):
+    """User model folders: ``SPECTRALTF_MODEL_DIR``, the Processing setting, ``extra_dirs`` and the
+    folder *Install model* writes to (:func:`~.deps.models_dir`, outside the plugin folder)."""
     env = [d for d in os.environ.get(ENV_DIRS, "").split(os.pathsep) if d.strip()]
     out = []
-    for d in env + list(_user_dirs) + [str(x) for x in (extra_dirs or [])]:
+    for d in env + list(_user_dirs) + [str(x) for x in (extra_dirs or [])] + [deps.models_dir()]:
         d = os.path.abspath(os.path.expanduser(d))
         if d not in out:
             out.append(d)
@@ -196,6 +198,21 @@ def _package_entry_for(path):
     return None
 
 
+def missing_model_message(model_id, known=()):
+    """What a user of the plugin ZIP does when ``model_id`` is not registered (no developer commands)."""
+    known = ", ".join(known) or "none"
+    if str(model_id).startswith("ukis-csmask-"):
+        how = ("the ukis-csmask models come with the ukis-csmask package: run Plugins ▸ Spectral Transformers ▸ "
+               "Install dependencies… (headless: qgis_process run spectraltf:installdependencies), then restart QGIS")
+    elif str(model_id).startswith("spectf-cloud-"):
+        how = ("the SpecTf models ship inside the plugin ZIP: reinstall the plugin from the release ZIP, or install "
+               "the model with Plugins ▸ Spectral Transformers ▸ Install model… (spectraltf:installmodel)")
+    else:
+        how = ("install it with Plugins ▸ Spectral Transformers ▸ Install model… (spectraltf:installmodel, from a "
+               f"URL or a file) into {deps.models_dir()}, or give the path of an .onnx file")
+    return f"no model with id '{model_id}' is registered (known: {known}); {how}."
+
+
 def resolve(value, parameter="MODEL", extra_dirs=None, task=None):
     """The :class:`ModelEntry` for ``value`` (a registry id or the path of an .onnx file).
 
@@ -217,9 +234,7 @@ def resolve(value, parameter="MODEL", extra_dirs=None, task=None):
         entries = {e.id: e for e in list_models(extra_dirs)}
         entry = entries.get(value)
         if entry is None:
-            known = ", ".join(sorted(entries)) or "none"
-            raise ModelError(f"no model with id '{value}' is registered (known: {known}); give a registered id "
-                             "or the path of an .onnx file.", parameter)
+            raise ModelError(missing_model_message(value, sorted(entries)), parameter)
         if entry.error:
             raise ModelError(entry.error, parameter)
     if task is not None and entry.card.get("task") != task:
