@@ -223,7 +223,7 @@ def _canonical(name):
 # pip
 # ---------------------------------------------------------------------------------------------
 def _child_env(extra_path=None):
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONNOUSERSITE",)}
+    env = dict(os.environ)
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
     env["PYTHONIOENCODING"] = "utf-8"
     if extra_path:

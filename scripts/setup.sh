@@ -43,4 +43,7 @@ grep -q '^spectral_transformers=true' "$ini" 2>/dev/null || printf '[PythonPlugi
 if [ -f training/build_store.py ]; then
   .venv/bin/python -m spectral_transformers.training.build_store --quiet
 fi
+# Wheelhouse for the end-to-end ZIP install test (issue 10; see scripts/wheelhouse.sh).
+bash scripts/wheelhouse.sh
+
 echo "setup: done ($(scripts/qgis_process --version 2>/dev/null | head -1))"
