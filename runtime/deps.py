@@ -209,7 +209,7 @@ def installed_distribution(name, paths=None):
     from importlib import metadata
 
     want = _canonical(name)
-    for dist in metadata.distributions(path=list(paths) if paths is not None else None):
+    for dist in metadata.distributions(path=list(paths) if paths is not None else sys.path):
         if _canonical(dist.metadata.get("Name", "")) == want:
             return dist.version, str(getattr(dist, "_path", ""))
     return None
@@ -346,9 +346,12 @@ class Installer:
     ``wheel_dir``: install offline from this folder of wheels (``pip --no-index --find-links``).
     ``index_url``: another package index (a mirror or a company proxy).
     ``python``: the interpreter (default :func:`python_executable`).
-    ``target``: the folder (default :func:`deps_dir`)."""
+    ``target``: the folder (default :func:`deps_dir`).
+    ``pip_from_wheel``: run pip from a pip wheel even when the Python has a pip module (as on Debian 13,
+    whose QGIS Python has none; also a way round a broken pip)."""
 
-    def __init__(self, device="auto", with_ukis=True, wheel_dir=None, index_url=None, python=None, target=None):
+    def __init__(self, device="auto", with_ukis=True, wheel_dir=None, index_url=None, python=None, target=None,
+                 pip_from_wheel=False):
         if device not in ("auto", "cpu", "cuda"):
             raise DependencyError(f"device '{device}' is not one of auto, cpu, cuda.")
         if wheel_dir and not os.path.isdir(wheel_dir):
@@ -359,6 +362,7 @@ class Installer:
         self.index_url = index_url or None
         self._python = python
         self.target = os.path.abspath(target or deps_dir())
+        self.pip_from_wheel = pip_from_wheel  # run pip from a wheel even when the Python has pip
         self.log = []
 
     @property
@@ -457,7 +461,7 @@ class Installer:
         if conflict:
             raise DependencyError(conflict)
         monitor.info(self.describe())
-        self.pip = pip_command(self.python, self.wheel_dir, self.index_url, monitor)
+        self.pip = pip_command(self.python, self.wheel_dir, self.index_url, monitor, self.pip_from_wheel)
         monitor.info(f"pip: {format_command(self.pip)}")
         os.makedirs(os.path.dirname(self.target), exist_ok=True)
         staging = tempfile.mkdtemp(prefix=".staging-", dir=os.path.dirname(self.target))

@@ -220,6 +220,16 @@ def install_model(source, card=None, sha256=None, models_dir=None, overwrite=Fal
                 for extra in (side, name + ".data"):
                     if os.path.isfile(os.path.join(here, extra)):
                         shutil.copyfile(os.path.join(here, extra), os.path.join(unpacked, extra))
+                try:  # and the files its card names (SpecTf: solar spectrum, graph variants)
+                    refs = _referenced_files(model_card.load_card(os.path.join(unpacked, name), SOURCE, False))
+                except ModelError:
+                    refs = []  # reported with the card's own message below
+                for rel in refs:
+                    src = os.path.join(here, *rel.replace("\\", "/").split("/"))
+                    if os.path.isfile(src):
+                        dest = os.path.join(unpacked, *rel.replace("\\", "/").split("/"))
+                        os.makedirs(os.path.dirname(dest), exist_ok=True)
+                        shutil.copyfile(src, dest)
         monitor.progress(0.85)
         plan = _plan(unpacked, target_dir, overwrite, monitor)
         _commit(plan, target_dir)
