@@ -1,5 +1,7 @@
 """Processing algorithm ``spectraltf:toareflectance``: radiance → TOA reflectance (adapter over
 :mod:`..runtime.toa`)."""
+import os
+
 from qgis.core import (
     QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
@@ -37,7 +39,7 @@ class ToaReflectanceAlgorithm(SpectralAlgorithm):
             self.EARTH_SUN_DISTANCE, "Earth–Sun distance (AU; overrides OBS / acquisition date)",
             QgsProcessingParameterNumber.Double, optional=True, minValue=0.9, maxValue=1.1))
         self.addParameter(QgsProcessingParameterFile(
-            self.IRRADIANCE, "Solar irradiance spectrum (default: ASTM E-490 shipped with the plugin)",
+            self.IRRADIANCE, "Solar irradiance spectrum (file or a model id for that model's own; default: ASTM E-490)",
             QgsProcessingParameterFile.File, optional=True,
             fileFilter="Solar spectra (*.npy *.txt *.dat *.csv);;All files (*.*)"))
         self.addParameter(static_enum(
@@ -82,6 +84,10 @@ class ToaReflectanceAlgorithm(SpectralAlgorithm):
         if obs_layer is None and parameters.get(self.OBSERVATION) not in (None, ""):
             raise InputError(f"cannot open {parameters.get(self.OBSERVATION)} as a raster.", self.OBSERVATION)
         irradiance = self.parameterAsFile(parameters, self.IRRADIANCE, context) or None
+        if irradiance and not os.path.exists(irradiance) and not os.path.dirname(irradiance):
+            from ..runtime import registry  # a registered model id: that model's own solar spectrum
+
+            irradiance = registry.solar_spectrum(irradiance, self.IRRADIANCE)
         lowered = [u.lower() for u in toa.RADIANCE_UNITS]  # enum_value compares in lower case
         units = toa.RADIANCE_UNITS[lowered.index(
             enum_value(self, parameters, self.RADIANCE_UNITS, context, lowered))]

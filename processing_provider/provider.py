@@ -69,3 +69,23 @@ class SpectralTransformersProvider(QgsProcessingProvider):
     def loadAlgorithms(self):  # noqa: N802
         for cls in algorithm_classes():
             self.addAlgorithm(cls())
+        from .workflows import workflow_algorithms
+
+        self._workflows = workflow_algorithms()
+        for alg in self._workflows:
+            self.addAlgorithm(alg)
+        registry = QgsApplication.processingRegistry()
+        if self._workflows and registry.providerById(self.id()) is self:
+            self._reload_workflows(self.id())
+        elif self._workflows:  # first load: the provider is added to the registry after this returns
+            registry.providerAdded.connect(self._reload_workflows)
+
+    def _reload_workflows(self, provider_id):
+        if provider_id != self.id():
+            return
+        try:
+            QgsApplication.processingRegistry().providerAdded.disconnect(self._reload_workflows)
+        except (TypeError, RuntimeError):
+            pass
+        for alg in getattr(self, "_workflows", []):
+            alg.reload()

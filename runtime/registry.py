@@ -241,3 +241,17 @@ def resolve(value, parameter="MODEL", extra_dirs=None, task=None):
         raise ModelError(f"model '{entry.id}' is a '{entry.card.get('task')}' model; this algorithm needs a "
                          f"'{task}' model.", parameter)
     return entry
+
+
+def solar_spectrum(model_id, parameter="IRRADIANCE"):
+    """The solar spectrum file a registered model converts radiance with (card ``solar_irradiance_file``
+    beside the model, e.g. SpecTf's irr.npy as CSV). Lets a TOA step use "the model's own spectrum"
+    (the shipped workflow passes the model id). Raises ModelError naming ``parameter``."""
+    entry = resolve(model_id, parameter)
+    name = entry.card.get("solar_irradiance_file")
+    if not isinstance(name, str) or not name or os.path.isabs(name) or ".." in name.replace("\\", "/").split("/"):
+        raise ModelError(f"model '{entry.id}' names no solar spectrum; give a solar spectrum file.", parameter)
+    path = os.path.join(os.path.dirname(entry.path), name)
+    if not os.path.isfile(path):
+        raise ModelError(f"the solar spectrum of model '{entry.id}' is missing: {path}", parameter)
+    return path
