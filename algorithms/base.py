@@ -200,7 +200,11 @@ class SpectralAlgorithm(QgsProcessingAlgorithm):
                 from ..runtime import onnx_backend
 
                 onnx_backend.import_onnxruntime()
-            return self.execute(parameters, context, monitor)
+            results = self.execute(parameters, context, monitor)
+            from .output_styles import name_after_input
+
+            name_after_input(context, results, self.input_name(parameters, context))
+            return results
         except Cancelled as exc:
             raise QgsProcessingException(str(exc)) from None
         except SpectralError as exc:
@@ -208,6 +212,24 @@ class SpectralAlgorithm(QgsProcessingAlgorithm):
         except MemoryError:
             raise QgsProcessingException(
                 "Out of memory; reduce BATCH_SIZE or the block size (SPECTRALTF_BLOCK_MB).") from None
+
+    def input_name(self, parameters, context):
+        """Name of the main input (``INPUT``: its layer name, or file name), used in output layer names."""
+        raw = (parameters or {}).get("INPUT")
+        if isinstance(raw, (list, tuple)):
+            raw = raw[0] if raw else None
+        if raw in (None, ""):
+            return None
+        if isinstance(raw, str):
+            from qgis.core import QgsProcessingUtils
+
+            layer = QgsProcessingUtils.mapLayerFromString(raw, context) if context is not None and "|" not in raw \
+                and not raw.lower().endswith((".nc", ".nc4")) else None
+            if layer is not None:
+                return layer.name()
+            return os.path.splitext(os.path.basename(raw.split("|")[0]))[0] or None
+        name = getattr(raw, "name", None)
+        return name() if callable(name) else None
 
     def execute(self, parameters, context, monitor):
         """Run the algorithm: read parameters, call the runtime with ``monitor``, return the outputs.

@@ -9,9 +9,10 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
-from ..runtime import toa
+from ..runtime import styles, toa
 from ..runtime.errors import InputError
 from .base import SpectralAlgorithm, enum_value, static_enum
+from .output_styles import style_output
 
 
 class ToaReflectanceAlgorithm(SpectralAlgorithm):
@@ -100,4 +101,7 @@ class ToaReflectanceAlgorithm(SpectralAlgorithm):
             earth_sun_distance=self._optional_number(parameters, self.EARTH_SUN_DISTANCE, context),
             radiance_units=units, monitor=monitor)
         monitor.info(f"Wrote {summary['bands']} bands, {summary['valid_pixels']} valid pixels to {summary['output']}.")
+        qml = styles.write_reflectance_style(summary["output"])  # true colour: bands nearest 650/560/470 nm
+        if qml:
+            style_output(context, summary["output"], "TOA reflectance", qml)
         return {self.OUTPUT: summary["output"]}

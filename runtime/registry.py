@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Optional
 
-from . import deps, model_card
+from . import deps, model_card, styles
 from .errors import ModelError
 
 PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -68,10 +68,10 @@ UKIS_BANDS = {
     "blue": (490.0, 65.0), "green": (560.0, 35.0), "red": (665.0, 30.0), "nir": (842.0, 115.0),
     "swir16": (1610.0, 90.0), "swir22": (2190.0, 180.0),
 }
-UKIS_CLASSES = [
-    {"value": 0, "name": "clear", "color": [0, 0, 0, 0]},  # transparent: the image shows through
-    {"value": 1, "name": "cloud", "color": [255, 255, 255, 255]},
-    {"value": 2, "name": "cloud shadow", "color": [64, 64, 64, 255]},
+UKIS_CLASSES = [  # the plugin's cloud-mask colours (runtime/styles.py): visible on imagery and on a white canvas
+    {"value": 0, "name": "clear", "color": list(styles.CLEAR_COLOR)},
+    {"value": 1, "name": "cloud", "color": list(styles.CLOUD_COLOR)},
+    {"value": 2, "name": "cloud shadow", "color": list(styles.SHADOW_COLOR)},
 ]
 
 

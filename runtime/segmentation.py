@@ -24,7 +24,7 @@ import numpy as np
 
 from . import band_matching, registry, tiling
 from .errors import Cancelled, InputError, ModelError
-from .monitor import ensure
+from .monitor import ProgressReporter, ensure
 from .onnx_backend import load_session
 from .raster_io import Grid, OutputSet, RasterWriter, Window, gdal, open_raster, read_block
 
@@ -290,6 +290,7 @@ def run_segmentation(inputs, model, outputs, bands=None, overlap=None, crop=None
             w_conf.set_band_descriptions(["confidence (max class probability)"])
             w_conf.set_metadata(meta)
 
+        reporter = ProgressReporter(monitor, width * height, len(plan.rows))
         for ri, y0 in enumerate(plan.rows):
             monitor.check()
             ridx = plan.row_index(y0)
@@ -348,7 +349,8 @@ def run_segmentation(inputs, model, outputs, bands=None, overlap=None, crop=None
                 acc[:, th - n:] = 0.0
                 wsum[th - n:] = 0.0
                 origin = stop
-            monitor.progress((ri + 1) / len(plan.rows))
+            reporter.block(max(0, n) * width)
+        reporter.finish()
 
     _write_styles(outputs, classes)
     result.class_counts = {c["name"]: int(n) for c, n in zip(classes, counts)}

@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import onnx_backend
+from . import onnx_backend, styles
 from .errors import InputError, ModelError
-from .monitor import ensure
+from .monitor import ProgressReporter, ensure
 from .raster_io import (
     DEFAULT_BLOCK_BYTES, Grid, OutputSet, RasterWriter, block_rows_for, check_output_path, iter_windows,
     release_read_cache,
@@ -534,8 +534,8 @@ def run_spectf(input_ds, model=DEFAULT_MODEL, outputs=None, input_type="auto", o
     if kind == "radiance":
         if irradiance is None and spectf.solar_irradiance_path:
             irradiance = spectf.solar_irradiance_path
-            monitor.info(f"Solar spectrum: the model's own ({os.path.basename(irradiance)}), as its reference "
-                         "implementation converts radiance; set IRRADIANCE to use another.")
+            monitor.info(f"Radiance is converted with the model's own solar spectrum ({os.path.basename(irradiance)}), "
+                         "as its reference implementation does; set IRRADIANCE to use another.")
         converter = _toa_converter(ds, (band_idx + 1).tolist(), observation, irradiance, solar_zenith,
                                    earth_sun_distance, monitor, names)
 
@@ -557,9 +557,9 @@ def _open_writers(outs, grid, outputs, used_wl, info, band_idx, spectf, threshol
         from osgeo import gdal
 
         ct = gdal.ColorTable()
-        ct.SetColorEntry(MASK_CLEAR, (0, 0, 0, 0))
-        ct.SetColorEntry(MASK_CLOUD, (255, 255, 255, 255))
-        ct.SetColorEntry(MASK_NODATA, (0, 0, 0, 0))
+        ct.SetColorEntry(MASK_CLEAR, styles.CLEAR_COLOR)
+        ct.SetColorEntry(MASK_CLOUD, styles.CLOUD_COLOR)
+        ct.SetColorEntry(MASK_NODATA, styles.NODATA_COLOR)
         w.band(1).SetColorTable(ct)
         w.band(1).SetColorInterpretation(gdal.GCI_PaletteIndex)
         w.set_band_descriptions(["cloud mask (0 clear, 1 cloud, 255 no data)"])
@@ -599,7 +599,7 @@ def _stream(ds, spectf, converter, band_idx, used_wl, outputs, threshold, batch_
     wl32 = used_wl.astype(np.float32)
     total = float(grid.width * grid.height)
     monitor.info(f"Streaming {len(windows)} block(s) of up to {rows} rows; batch size {batch_size}.")
-    done = 0
+    reporter = ProgressReporter(monitor, total, len(windows))
     with OutputSet() as outs:
         writers = _open_writers(outs, grid, outputs, used_wl, info, band_idx, spectf, threshold,
                                 result.input_type, names)
@@ -614,6 +614,7 @@ def _stream(ds, spectf, converter, band_idx, used_wl, outputs, threshold, batch_
             n = pixels.shape[0]
             prob = np.empty(n, np.float32)
             att = np.empty((n, band_idx.size), np.float32) if want_att else None
+            counted = 0
             for start in range(0, n, batch_size):
                 monitor.check()
                 stop = min(n, start + batch_size)
@@ -621,7 +622,9 @@ def _stream(ds, spectf, converter, band_idx, used_wl, outputs, threshold, batch_
                 prob[start:stop] = p
                 if want_att:
                     att[start:stop] = a
-                monitor.progress((done + window.xsize * window.ysize * stop / n) / total)
+                step = window.xsize * window.ysize * stop // n - counted
+                reporter.advance(step)
+                counted += step
             del pixels
             cloud = prob >= threshold
             result.valid_pixels += int(n)
@@ -649,12 +652,12 @@ def _stream(ds, spectf, converter, band_idx, used_wl, outputs, threshold, batch_
                     old = result.top_wavelength_range
                     result.top_wavelength_range = (lo, hi) if old is None else (min(old[0], lo), max(old[1], hi))
                 writers["top_wavelength"].write(window, block)
-            done += window.xsize * window.ysize
-            monitor.progress(done / total)
+            reporter.block(window.xsize * window.ysize - counted)
             release_read_cache(ds, window)
             if converter is not None:
                 release_read_cache(converter.observation_ds, window)
         monitor.check()
+    reporter.finish()
     _write_styles(outputs, result)
     monitor.info(f"Valid pixels: {result.valid_pixels}; cloud: {result.cloud_pixels} "
                  f"({100 * result.cloud_fraction:.1f} %).")
@@ -666,8 +669,8 @@ def _write_styles(outputs, result=None):
 
     if "mask" in outputs:
         styles.write_class_qml(styles.qml_path_for(outputs["mask"]),
-                               [(MASK_CLEAR, "clear", (0, 0, 0, 0)), (MASK_CLOUD, "cloud", (255, 255, 255, 255)),
-                                (MASK_NODATA, "no data", (0, 0, 0, 0))])
+                               [(MASK_CLEAR, "clear", styles.CLEAR_COLOR), (MASK_CLOUD, "cloud", styles.CLOUD_COLOR),
+                                (MASK_NODATA, "no data", styles.NODATA_COLOR)])
     if "probability" in outputs:
         styles.write_pseudocolor_qml(styles.qml_path_for(outputs["probability"]), 0.0, 1.0, ramp="greys")
     if "top_wavelength" in outputs:

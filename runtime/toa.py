@@ -21,7 +21,7 @@ import numpy as np
 
 from . import raster_io, solar
 from .errors import InputError
-from .monitor import ensure
+from .monitor import ProgressReporter, ensure
 from .spectral import read_spectral_info
 
 #: Output nodata value (EMIT convention).
@@ -432,6 +432,7 @@ def toa_reflectance(input_path, output_path, observation=None, irradiance=None, 
         })
         rows = raster_io.block_rows_for(grid.width, nb + 2, 4, budget, align=writer.tile)
         windows = raster_io.iter_windows(grid.width, grid.height, rows)
+        reporter = ProgressReporter(monitor, grid.width * grid.height, len(windows))
         for i, win in enumerate(windows):
             monitor.check()
             rad, valid = raster_io.read_block(ds, win, conv.bands)
@@ -442,6 +443,7 @@ def toa_reflectance(input_path, output_path, observation=None, irradiance=None, 
             writer.write(win, rho)
             raster_io.release_read_cache(ds, win)
             raster_io.release_read_cache(conv.observation_ds, win)
-            monitor.progress((i + 1) / len(windows))
+            reporter.block(win.xsize * win.ysize)
+        reporter.finish()
     return {"output": output_path, "bands": nb, "earth_sun_distance": conv.earth_sun_distance,
             "solar_zenith": conv.solar_zenith, "valid_pixels": valid_pixels, "notes": conv.notes}
