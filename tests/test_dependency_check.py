@@ -170,3 +170,23 @@ def test_headless_message_names_the_installer(monkeypatch):
     message = deps.missing_message("onnxruntime")
     assert "spectraltf:installdependencies" in message and deps.deps_dir() in message
     assert "make " not in message
+
+
+def test_plugin_menu_opens_the_model_manager_and_the_installer(qgis_iface, monkeypatch, tmp_path):
+    """Plugins ▸ Spectral Transformers: Install model…, List models, Install dependencies…, Open model folder."""
+    from spectral_transformers.gui import menu
+
+    monkeypatch.setenv(deps.ENV_DATA_DIR, str(tmp_path / "data"))
+    opened = []
+    monkeypatch.setattr(menu, "open_algorithm_dialog", lambda algorithm_id: opened.append(algorithm_id))
+    monkeypatch.setattr(menu.QDesktopServices, "openUrl", lambda url: opened.append(url.toLocalFile()))
+    monkeypatch.setattr(qgis_iface, "removePluginMenu", lambda name, action: None, raising=False)
+    plugin_menu = menu.PluginMenu(qgis_iface)
+    actions = {a.text(): a for a in plugin_menu.add()}
+    assert list(actions) == ["Install model…", "List models", "Install dependencies…", "Open model folder"]
+    for action in actions.values():
+        action.trigger()
+    assert opened == ["spectraltf:installmodel", "spectraltf:models", "spectraltf:installdependencies",
+                      deps.models_dir()]
+    plugin_menu.remove()
+    assert plugin_menu.actions == []

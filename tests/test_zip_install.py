@@ -49,8 +49,6 @@ def profile(tmp_path_factory):
     prof = config / "profiles" / "default"
     plugins = prof / "python" / "plugins"
     plugins.mkdir(parents=True)
-    (prof / "QGIS").mkdir()
-    (prof / "QGIS" / "QGIS3.ini").write_text("[PythonPlugins]\nspectral_transformers=true\n")
     with zipfile.ZipFile(zip_path) as zf:  # what Plugins ▸ Install from ZIP does
         zf.extractall(plugins)
 
@@ -68,6 +66,10 @@ def profile(tmp_path_factory):
         result = json.loads(proc.stdout[start:]) if proc.returncode == 0 and start >= 0 else None
         return proc, result
 
+    proc = subprocess.run([exe, "plugins", "enable", "spectral_transformers"], capture_output=True, text=True,
+                          env=env, timeout=300, cwd=root)
+    assert proc.returncode == 0 and "spectral_transformers=true" in (prof / "QGIS" / "QGIS3.ini").read_text(), \
+        proc.stdout + proc.stderr
     # QGIS's Python cannot import ONNX Runtime before the install (else the test would prove nothing).
     probe = subprocess.run([QGIS_PYTHON, "-c", "import onnxruntime"], capture_output=True, env=env)
     if probe.returncode == 0:
