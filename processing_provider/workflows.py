@@ -9,7 +9,7 @@ import os
 
 from qgis.core import QgsMessageLog, QgsProcessing, QgsProcessingModelAlgorithm
 
-from ..qgis_compat import MESSAGE_WARNING, PARAMETER_FLAG_OPTIONAL as FLAG_OPTIONAL
+from ..qgis_compat import ALGORITHM_FLAG_NO_THREADING, MESSAGE_WARNING, PARAMETER_FLAG_OPTIONAL as FLAG_OPTIONAL
 
 FOLDER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "resources", "workflows")
 GROUP, GROUP_ID = "Workflows", "workflows"
@@ -58,6 +58,15 @@ class WorkflowAlgorithm(QgsProcessingModelAlgorithm):
             elif definition.defaultValue() is not None:  # scripts may leave inputs at their defaults
                 parameters[name] = definition.defaultValue()
         return super().processAlgorithm(parameters, context, feedback)
+
+    def flags(self):
+        """QGIS 3.22 runs every model on the main thread (FlagNoThreading); these steps are all
+        thread-safe Spectral Transformers algorithms, so the workflow may run as a background task."""
+        flags = super().flags()
+        ids = [c.algorithmId() for c in self.childAlgorithms().values()]
+        if ids and all(i.startswith("spectraltf:") for i in ids):  # all run in background tasks (tested)
+            flags &= ~ALGORITHM_FLAG_NO_THREADING
+        return flags
 
     def name(self):
         return self._id

@@ -128,3 +128,16 @@ def test_workflow_equals_a_direct_cloudmask_run(processing_provider, tmp_path):
                                         "cloudmask:cloud_mask": str(tmp_path / "a_mask.tif"),
                                         "cloudmask:cloud_probability": str(tmp_path / "a_prob.tif")})
     assert np.abs(_read(astm["cloudmask:cloud_probability"])[valid] - p_direct[valid]).max() > 1e-3
+
+
+def test_workflow_runs_in_a_background_task(processing_provider, tmp_path):
+    """The Toolbox runs it in a QgsProcessingAlgRunnerTask (worker thread), as the other algorithms."""
+    from test_background_tasks import TaskRun, run_tasks
+
+    built_model("spectf-cloud-v0.1.0")
+    rdn, obs = _inputs()
+    run = TaskRun(WORKFLOW_ID, {"radiance": str(rdn), "observation": str(obs), "device": "cpu",
+                                "cloudmask:cloud_mask": str(tmp_path / "mask.tif")})
+    run_tasks([run])
+    assert run.ok, run.log
+    assert (_read(tmp_path / "mask.tif")[_read(rdn)[0] != -9999] == 0).all()
