@@ -143,20 +143,42 @@ def grab_dialog(algorithm_id, png, layer_path=None, size=(960, 720)):
         QgsProject.instance().removeMapLayer(layer.id())
 
 
-def _stub_iface():
-    """Processing dialogs need ``qgis.utils.iface``; outside the QGIS desktop use pytest-qgis's stub."""
-    import qgis.utils
-    from pytest_qgis.mock_qgis_classes import MockMessageBar
-    from pytest_qgis.qgis_interface import QgisInterface
-    from qgis.gui import QgsBrowserGuiModel, QgsMapCanvas
-    from qgis.PyQt.QtWidgets import QMainWindow
+class _StubIface:
+    """What the Processing dialogs ask of ``qgis.utils.iface`` outside the QGIS desktop."""
 
-    window = QMainWindow()
-    iface = QgisInterface(QgsMapCanvas(window), MockMessageBar(), window)
-    model = QgsBrowserGuiModel()
-    iface.browserModel = lambda: model
-    qgis.utils.iface = iface
-    return iface, window, model
+    def __init__(self):
+        from qgis.gui import QgsBrowserGuiModel, QgsMapCanvas, QgsMessageBar
+        from qgis.PyQt.QtWidgets import QMainWindow
+
+        self._window = QMainWindow()
+        self._canvas = QgsMapCanvas(self._window)
+        self._bar = QgsMessageBar(self._window)
+        self._browser = QgsBrowserGuiModel()
+
+    def mainWindow(self):  # noqa: N802
+        return self._window
+
+    def mapCanvas(self):  # noqa: N802
+        return self._canvas
+
+    def messageBar(self):  # noqa: N802
+        return self._bar
+
+    def browserModel(self):  # noqa: N802
+        return self._browser
+
+    def activeLayer(self):  # noqa: N802
+        return None
+
+    def __getattr__(self, name):  # anything else: a harmless no-op
+        return lambda *args, **kwargs: None
+
+
+def _stub_iface():
+    import qgis.utils
+
+    qgis.utils.iface = _StubIface()
+    return qgis.utils.iface
 
 
 if __name__ == "__main__":
