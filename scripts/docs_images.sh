@@ -59,3 +59,6 @@ xvfb-run -a -s "-screen 0 1280x1024x24" env -u PYTHONPATH QT_QPA_PLATFORM=xcb GD
     QGIS_CUSTOM_CONFIG_PATH="$profile" SPECTRALTF_PLUGIN_DIR="$plugin_dir" \
     SPECTRALTF_EMIT_LAYER="$data/emit/emit_l1b_rdn_libya4_25x22.img" \
     "$py" "$here/scripts/render_docs_images.py" "$out" "$here/docs/images"
+echo "== QGIS desktop with the plugin from the ZIP, before Install dependencies (under Xvfb) =="
+SPECTRALTF_DESKTOP_SCREENSHOT="$here/docs/images/desktop_notice.png" \
+    "$py" -m pytest -q "$here/tests/test_desktop_zip.py"
