@@ -42,7 +42,7 @@ class ToaReflectanceAlgorithm(SpectralAlgorithm):
         self.addParameter(QgsProcessingParameterFile(
             self.IRRADIANCE, "Solar irradiance spectrum (file or a model id for that model's own; default: ASTM E-490)",
             QgsProcessingParameterFile.File, optional=True,
-            fileFilter="Solar spectra (*.npy *.txt *.dat *.csv);;All files (*.*)"))
+            fileFilter="Solar spectra (*.npy *.txt *.dat *.csv);;All files (*)"))
         self.addParameter(static_enum(
             self.RADIANCE_UNITS, "Radiance units", toa.RADIANCE_UNITS, "auto"))
         self.addParameter(QgsProcessingParameterRasterDestination(
@@ -85,8 +85,9 @@ class ToaReflectanceAlgorithm(SpectralAlgorithm):
         if obs_layer is None and parameters.get(self.OBSERVATION) not in (None, ""):
             raise InputError(f"cannot open {parameters.get(self.OBSERVATION)} as a raster.", self.OBSERVATION)
         irradiance = self.parameterAsFile(parameters, self.IRRADIANCE, context) or None
-        if irradiance and not os.path.exists(irradiance) and not os.path.dirname(irradiance):
-            from ..runtime import registry  # a registered model id: that model's own solar spectrum
+        if irradiance and (irradiance.lower().endswith(".onnx")
+                           or (not os.path.exists(irradiance) and not os.path.dirname(irradiance))):
+            from ..runtime import registry  # a model (id or .onnx): that model's own solar spectrum
 
             irradiance = registry.solar_spectrum(irradiance, self.IRRADIANCE)
         lowered = [u.lower() for u in toa.RADIANCE_UNITS]  # enum_value compares in lower case

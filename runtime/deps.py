@@ -363,6 +363,7 @@ class Installer:
         self._python = python
         self.target = os.path.abspath(target or deps_dir())
         self.pip_from_wheel = pip_from_wheel  # run pip from a wheel even when the Python has pip
+        self.pip = None  # the pip command, chosen when run() starts
         self.log = []
 
     @property

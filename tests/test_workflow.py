@@ -141,3 +141,24 @@ def test_workflow_runs_in_a_background_task(processing_provider, tmp_path):
     run_tasks([run])
     assert run.ok, run.log
     assert (_read(tmp_path / "mask.tif")[_read(rdn)[0] != -9999] == 0).all()
+
+
+def test_toa_solar_spectrum_from_a_model_id_or_path(processing_provider, tmp_path):
+    """IRRADIANCE takes a model id or .onnx path (its own spectrum); an unknown id is one clear error."""
+    import processing
+    from qgis.core import QgsProcessingException
+
+    path = built_model("spectf-cloud-v0.1.0")
+    rdn, obs = _inputs()
+    outs = []
+    for value in ("spectf-cloud-v0.1.0", str(path),
+                  str(REPO.joinpath("models", "spectf-cloud-v0.1.0.solar.csv"))):
+        out = str(tmp_path / f"toa{len(outs)}.tif")
+        processing.run("spectraltf:toareflectance", {"INPUT": str(rdn), "OBSERVATION": str(obs), "IRRADIANCE": value,
+                                                     "OUTPUT": out})
+        outs.append(_read(out))
+    np.testing.assert_array_equal(outs[0], outs[1])
+    np.testing.assert_array_equal(outs[0], outs[2])
+    with pytest.raises(QgsProcessingException, match="IRRADIANCE: no model with id 'no-such-model'"):
+        processing.run("spectraltf:toareflectance", {"INPUT": str(rdn), "OBSERVATION": str(obs),
+                                                     "IRRADIANCE": "no-such-model", "OUTPUT": str(tmp_path / "x.tif")})
