@@ -128,7 +128,9 @@ class FakeInstaller:
 
 def test_install_task_success_reports_runtime(qgis_app, qgis_iface, monkeypatch):
     pytest.importorskip("onnxruntime")
-    from qgis.core import Qgis, QgsSettings
+    from qgis.core import QgsSettings
+
+    from spectral_transformers.qgis_compat import MESSAGE_SUCCESS
 
     QgsSettings().setValue(dc.DECLINED_KEY, True)
     bar = qgis_iface.messageBar()
@@ -136,7 +138,7 @@ def test_install_task_success_reports_runtime(qgis_app, qgis_iface, monkeypatch)
     task = dc.start_install(qgis_iface, FakeInstaller("ok"))
     assert dc.wait_for(task)
     assert task.installed == ["onnxruntime==1.0", "ukis-csmask==1.0.0"] and "Collecting onnxruntime" in task.lines
-    (message,) = bar.get_messages(Qgis.Success)
+    (message,) = bar.get_messages(MESSAGE_SUCCESS)
     assert "Installed onnxruntime" in message and "Restart QGIS" in message
     assert not QgsSettings().contains(dc.DECLINED_KEY)
 
@@ -144,13 +146,13 @@ def test_install_task_success_reports_runtime(qgis_app, qgis_iface, monkeypatch)
 @pytest.mark.parametrize("outcome,expected", [("fail", "failed: pip failed (exit code 1)"),
                                               ("cancel", "was cancelled; nothing was installed")])
 def test_install_task_failure_or_cancel_reports_one_line(qgis_app, qgis_iface, outcome, expected):
-    from qgis.core import Qgis
+    from spectral_transformers.qgis_compat import MESSAGE_CRITICAL
 
     bar = qgis_iface.messageBar()
     bar.clear_messages()
     task = dc.start_install(qgis_iface, FakeInstaller(outcome))
     assert dc.wait_for(task)
-    (message,) = bar.get_messages(Qgis.Critical)
+    (message,) = bar.get_messages(MESSAGE_CRITICAL)
     assert expected[:40] in message and "\n" not in message and len(message) < 160
 
 

@@ -187,3 +187,17 @@ def test_install_model_algorithm(processing_provider, server, tmp_path, monkeypa
     assert "spectf-alg" in {e.id for e in registry.list_models()}  # the user model folder is searched
     with pytest.raises(QgsProcessingException, match="already installed"):
         processing.run("spectraltf:installmodel", {"SOURCE": f"{url}/m.zip"})
+
+
+@pytest.mark.parametrize("model_id,hint", [
+    ("ukis-csmask-4b-l1c", "Install dependencies… (headless: qgis_process run spectraltf:installdependencies)"),
+    ("spectf-cloud-v9.9.9", "the SpecTf models ship inside the plugin ZIP"),
+    ("someone-elses-model", "Install model… (spectraltf:installmodel"),
+])
+def test_no_model_messages_tell_a_zip_user_what_to_do(model_id, hint, monkeypatch):
+    monkeypatch.setattr(registry, "PACKAGE_ADAPTERS", ())  # as in a fresh install: no ukis-csmask package
+    with pytest.raises(ModelError) as info:
+        registry.resolve(model_id)
+    text = str(info.value)
+    assert text.startswith(f"MODEL: no model with id '{model_id}' is registered") and hint in text, text
+    assert "make " not in text and "\n" not in text

@@ -96,7 +96,9 @@ def test_workflow_validates_and_is_in_the_toolbox(processing_provider):
     assert instance.validate() == (True, [])
     inputs = [d.name() for d in instance.parameterDefinitions() if not d.isDestination()]
     assert inputs == ["radiance", "observation", "solar_spectrum", "model", "device"]
-    optional = {d.name(): bool(d.flags() & d.FlagOptional) for d in instance.parameterDefinitions()}
+    from spectral_transformers.qgis_compat import PARAMETER_FLAG_OPTIONAL
+
+    optional = {d.name(): bool(d.flags() & PARAMETER_FLAG_OPTIONAL) for d in instance.parameterDefinitions()}
     assert optional["solar_spectrum"] and not optional["radiance"] and not optional["cloudmask:cloud_mask"]
     for name in ("attention:band_attention", "attention:top_wavelength", "cloudmask:cloud_probability",
                  "toa:toa_reflectance"):
