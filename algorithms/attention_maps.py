@@ -2,7 +2,6 @@
 attention (L-TAE), chosen by the model's card. Thin adapter over :mod:`..runtime.spectf` and
 :mod:`..runtime.ltae`."""
 from qgis.core import (
-    QgsProcessing,
     QgsProcessingParameterFile,
     QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterNumber,
@@ -11,6 +10,7 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
+from ..qgis_compat import NUMBER_INTEGER, SOURCE_RASTER
 from ..runtime import onnx_backend, styles
 from ..runtime.errors import InputError
 from .base import SpectralAlgorithm, enum_value, static_enum
@@ -43,7 +43,7 @@ class AttentionMapsAlgorithm(SpectralAlgorithm):
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterMultipleLayers(
             self.INPUT, "Input raster(s): one spectral image (SpecTf) or one raster per date / one stack (L-TAE)",
-            QgsProcessing.TypeRaster))
+            SOURCE_RASTER))
         self.addParameter(QgsProcessingParameterString(
             self.MODEL, "Model (registry id or .onnx path; its card selects band or temporal attention)",
             defaultValue=self.DEFAULT_MODEL))
@@ -59,7 +59,7 @@ class AttentionMapsAlgorithm(SpectralAlgorithm):
         self.addParameter(static_enum(self.DEVICE, "Device", onnx_backend.DEVICES, "auto"))
         self.addParameter(QgsProcessingParameterNumber(
             self.BATCH_SIZE, "Batch size (pixels per model call; empty = model default)",
-            QgsProcessingParameterNumber.Integer, optional=True, minValue=1))
+            NUMBER_INTEGER, optional=True, minValue=1))
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Attention map"))
         self.addParameter(QgsProcessingParameterRasterDestination(
             self.OUTPUT_TOP_WAVELENGTH, "Most-attended wavelength, nm (SpecTf)", optional=True,

@@ -9,6 +9,7 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
+from ..qgis_compat import NUMBER_DOUBLE, NUMBER_INTEGER
 from ..runtime import spectf
 from ..runtime.errors import InputError
 from ..runtime.onnx_backend import DEVICES
@@ -49,19 +50,19 @@ class CloudMaskAlgorithm(SpectralAlgorithm):
             self.IRRADIANCE, "Solar irradiance spectrum (radiance input; default: the model's own)", optional=True))
         self.addParameter(QgsProcessingParameterNumber(
             self.SOLAR_ZENITH, "Solar zenith angle override (degrees; radiance input)",
-            QgsProcessingParameterNumber.Double, optional=True))
+            NUMBER_DOUBLE, optional=True))
         self.addParameter(QgsProcessingParameterNumber(
             self.EARTH_SUN_DISTANCE, "Earth–Sun distance override (AU; radiance input)",
-            QgsProcessingParameterNumber.Double, optional=True))
+            NUMBER_DOUBLE, optional=True))
         self.addParameter(QgsProcessingParameterString(
             self.MODEL, "Model (registry id or path to a SpecTf .onnx file)", defaultValue=spectf.DEFAULT_MODEL))
         self.addParameter(QgsProcessingParameterNumber(
             self.THRESHOLD, "Cloud-probability threshold (0–1; default: the model's)",
-            QgsProcessingParameterNumber.Double, optional=True))
+            NUMBER_DOUBLE, optional=True))
         self.addParameter(static_enum(self.DEVICE, "Device", DEVICES, "auto"))
         self.addParameter(QgsProcessingParameterNumber(
             self.BATCH_SIZE, "Batch size (spectra per inference call; default: the model's or 256)",
-            QgsProcessingParameterNumber.Integer, optional=True))
+            NUMBER_INTEGER, optional=True))
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Cloud mask"))
         self.addParameter(QgsProcessingParameterRasterDestination(
             self.OUTPUT_PROBABILITY, "Cloud probability", optional=True, createByDefault=False))

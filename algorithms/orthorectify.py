@@ -6,6 +6,7 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
+from ..qgis_compat import FILE_BEHAVIOR_FILE
 from ..runtime import glt
 from ..runtime.errors import InputError
 from .base import SpectralAlgorithm
@@ -25,7 +26,7 @@ class OrthorectifyAlgorithm(SpectralAlgorithm):
             self.INPUT, "Sensor-geometry raster (any output made from an EMIT scene, or an EMIT netCDF)"))
         self.addParameter(QgsProcessingParameterFile(
             self.GLT, "Geometry lookup table: the scene's EMIT netCDF (or a 2-band GLT raster)",
-            QgsProcessingParameterFile.File, optional=True,
+            FILE_BEHAVIOR_FILE, optional=True,
             fileFilter="EMIT netCDF (*.nc);;GLT rasters (*.tif *.img *.vrt);;All files (*.*)"))
         self.addParameter(QgsProcessingParameterRasterDestination(
             self.OUTPUT, "Orthorectified raster"))

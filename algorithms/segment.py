@@ -1,7 +1,6 @@
 """``spectraltf:segment`` — tiled semantic segmentation with an ONNX model and its model card
 (thin adapter over :func:`..runtime.segmentation.run_segmentation`)."""
 from qgis.core import (
-    QgsProcessing,
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
     QgsProcessingParameterMultipleLayers,
@@ -10,6 +9,7 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
+from ..qgis_compat import NUMBER_DOUBLE, NUMBER_INTEGER, SOURCE_RASTER
 from ..runtime import segmentation
 from ..runtime.errors import InputError
 from ..runtime.onnx_backend import DEVICES
@@ -41,7 +41,7 @@ class SegmentAlgorithm(SpectralAlgorithm):
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterMultipleLayers(
             self.INPUT, "Input raster(s) (one, or one per date in date order for multi-temporal models)",
-            QgsProcessing.TypeRaster))
+            SOURCE_RASTER))
         self.addParameter(QgsProcessingParameterString(
             self.MODEL, "Model (registry id, see 'List models', or path to an .onnx file with a model card)",
             defaultValue=self.DEFAULT_MODEL))
@@ -50,9 +50,9 @@ class SegmentAlgorithm(SpectralAlgorithm):
             optional=True))
         self.addParameter(QgsProcessingParameterNumber(
             self.TILE_OVERLAP, "Tile overlap (pixels, or fraction of the tile when < 1; default: the model's)",
-            QgsProcessingParameterNumber.Double, optional=True, minValue=0.0))
+            NUMBER_DOUBLE, optional=True, minValue=0.0))
         self.addParameter(QgsProcessingParameterNumber(
-            self.BATCH_SIZE, "Batch size (tiles per inference call)", QgsProcessingParameterNumber.Integer,
+            self.BATCH_SIZE, "Batch size (tiles per inference call)", NUMBER_INTEGER,
             defaultValue=4, minValue=1))
         self.addParameter(static_enum(self.DEVICE, "Device", DEVICES, "auto"))
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Class map"))

@@ -9,6 +9,7 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
+from ..qgis_compat import FILE_BEHAVIOR_FILE, NUMBER_DOUBLE
 from ..runtime import styles, toa
 from ..runtime.errors import InputError
 from .base import SpectralAlgorithm, enum_value, static_enum
@@ -35,13 +36,13 @@ class ToaReflectanceAlgorithm(SpectralAlgorithm):
             self.OBSERVATION, "Observation geometry raster (EMIT / AVIRIS-NG OBS, 11 bands)", optional=True))
         self.addParameter(QgsProcessingParameterNumber(
             self.SOLAR_ZENITH, "Solar zenith angle (degrees; overrides OBS / acquisition time)",
-            QgsProcessingParameterNumber.Double, optional=True, minValue=0.0, maxValue=90.0))
+            NUMBER_DOUBLE, optional=True, minValue=0.0, maxValue=90.0))
         self.addParameter(QgsProcessingParameterNumber(
             self.EARTH_SUN_DISTANCE, "Earth–Sun distance (AU; overrides OBS / acquisition date)",
-            QgsProcessingParameterNumber.Double, optional=True, minValue=0.9, maxValue=1.1))
+            NUMBER_DOUBLE, optional=True, minValue=0.9, maxValue=1.1))
         self.addParameter(QgsProcessingParameterFile(
             self.IRRADIANCE, "Solar irradiance spectrum (file or a model id for that model's own; default: ASTM E-490)",
-            QgsProcessingParameterFile.File, optional=True,
+            FILE_BEHAVIOR_FILE, optional=True,
             fileFilter="Solar spectra (*.npy *.txt *.dat *.csv);;All files (*)"))
         self.addParameter(static_enum(
             self.RADIANCE_UNITS, "Radiance units", toa.RADIANCE_UNITS, "auto"))
