@@ -41,6 +41,9 @@ FILE_BEHAVIOR_FILE = _pick((Qgis, "ProcessingFileParameterBehavior.File"),
                            (QgsProcessingParameterFile, "Behavior.File"), (QgsProcessingParameterFile, "File"))
 FILE_BEHAVIOR_FOLDER = _pick((Qgis, "ProcessingFileParameterBehavior.Folder"),
                              (QgsProcessingParameterFile, "Behavior.Folder"), (QgsProcessingParameterFile, "Folder"))
+PARAMETER_FLAG_OPTIONAL = _pick((Qgis, "ProcessingParameterFlag.Optional"),
+                                (QgsProcessingParameterDefinition, "Flag.FlagOptional"),
+                                (QgsProcessingParameterDefinition, "FlagOptional"))
 PARAMETER_FLAG_ADVANCED = _pick((Qgis, "ProcessingParameterFlag.Advanced"),
                                 (QgsProcessingParameterDefinition, "Flag.FlagAdvanced"),
                                 (QgsProcessingParameterDefinition, "FlagAdvanced"))
