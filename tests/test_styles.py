@@ -6,9 +6,8 @@ from osgeo import gdal, osr
 
 from spectral_transformers.runtime import styles
 
-#: A cloud mask with a shadow class (value, label, RGBA).
-CLOUD_MASK_CLASSES = [(0, "clear", (0, 0, 0, 0)), (1, "cloud", (255, 255, 255, 255)),
-                      (2, "cloud shadow", (64, 64, 64, 255)), (255, "no data", (0, 0, 0, 0))]
+#: A cloud mask with a shadow class (value, label, RGBA): the plugin's own mask colours.
+CLOUD_MASK_CLASSES = styles.CLOUD_MASK_CLASSES
 
 
 def _raster(path, array, dtype=gdal.GDT_Byte, nodata=None):
