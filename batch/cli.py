@@ -17,7 +17,7 @@ import time
 
 from ..runtime.config import cpu_cores
 from . import cluster, manifest, tasks
-from .runner import run_batch
+from .runner import run_batch, validate
 from .scenes import parse_assignments, read_scenes
 from .tasks import UsageError
 
@@ -115,8 +115,12 @@ def cmd_run(args):
     if args.scheduler and args.workers is not None:
         raise UsageError("--workers applies to the local cluster; an existing cluster (--scheduler) has its own workers.")
     scenes = read_scenes(args.inputs, task, overrides, args.output_dir)
+    validate(task, scenes, set(overrides))  # a bad NAME=VALUE stops here, before a cluster starts
     output_dir = os.path.abspath(args.output_dir)
-    os.makedirs(output_dir, exist_ok=True)
+    try:
+        os.makedirs(output_dir, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--output-dir: cannot create {output_dir}: {exc.strerror}") from None
 
     local = not args.scheduler
     retries = args.retries if args.retries is not None else (2 if local else None)
