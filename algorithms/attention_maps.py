@@ -11,7 +11,7 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from ..runtime import onnx_backend, styles
+from ..runtime import onnx_backend
 from ..runtime.errors import InputError
 from .base import SpectralAlgorithm, enum_value, static_enum
 from .output_styles import style_output
@@ -108,7 +108,8 @@ class AttentionMapsAlgorithm(SpectralAlgorithm):
         heads = self._optional_output(parameters, self.OUTPUT_HEADS, context)
         classes = self._optional_output(parameters, self.OUTPUT_CLASSES, context)
 
-        mode, path, card = ltae.resolve_attention_model(model_value, device, parameter=self.MODEL)
+        mode, path, card = ltae.resolve_attention_model(model_value, device, parameter=self.MODEL,
+                                                        config=self.runtime_config)
         monitor.info(f"Model {card.get('id', path)}: {'band (SpecTf)' if mode == 'spectral' else 'temporal (L-TAE)'} "
                      "attention.")
         results = {self.OUTPUT: output}
@@ -131,12 +132,7 @@ class AttentionMapsAlgorithm(SpectralAlgorithm):
             result = spectf.run_spectf(
                 paths[0], model=path, outputs=outputs, input_type=input_type,
                 observation=obs_layer.source() if obs_layer is not None else None, irradiance=irradiance,
-                device=device, batch_size=batch, monitor=monitor)
-            try:
-                styles.write_pseudocolor_qml(styles.qml_path_for(output), 0.0,
-                                             2.0 / max(1, len(result.wavelengths_nm)), ramp="magma")
-            except (OSError, ValueError):
-                pass
+                device=device, batch_size=batch, monitor=monitor, config=self.runtime_config)
             style_output(context, output, "Band attention (SpecTf)")
             if top:
                 style_output(context, top, "Most-attended wavelength (nm)")
@@ -149,7 +145,7 @@ class AttentionMapsAlgorithm(SpectralAlgorithm):
             dates_text = self.parameterAsString(parameters, self.DATES, context) or None
             ltae.temporal_attention(paths, path, output, dates_text=dates_text, output_heads=heads,
                                     output_classes=classes, device=device, batch_size=batch or 4096,
-                                    monitor=monitor, card=card)
+                                    monitor=monitor, card=card, config=self.runtime_config)
             style_output(context, output, "Temporal attention (L-TAE)")
             if heads:
                 results[self.OUTPUT_HEADS] = heads

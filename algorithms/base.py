@@ -2,9 +2,16 @@
 
 Each algorithm subclasses :class:`SpectralAlgorithm`, declares its parameter names once as class
 constants, and implements :meth:`execute`, which calls the QGIS-free runtime with a
-:class:`FeedbackMonitor`. Anticipated problems (:class:`~..runtime.errors.SpectralError`) and
-cancellation become ``QgsProcessingException`` with the runtime's message.
+:class:`FeedbackMonitor` and the run's :class:`~..runtime.config.RuntimeConfig`
+(``self.runtime_config``, built per run from the provider settings). Anticipated problems
+(:class:`~..runtime.errors.SpectralError`, cancellation, out of memory, file-system errors such as
+a full disk) become one-line ``QgsProcessingException`` messages, never a traceback.
+
+Raster inputs given as file paths (the usual case headless and from the file browser) are opened by
+the runtime itself, read-only, instead of being loaded as QGIS layers first: loading a layer makes
+QGIS compute statistics that GDAL then saves beside the input (``.aux.xml``, or inside a ``.vrt``).
 """
+import errno
 import os
 
 from qgis.core import (
@@ -15,6 +22,7 @@ from qgis.core import (
 from qgis.PyQt.QtGui import QIcon
 
 from ..runtime import deps
+from ..runtime.config import RuntimeConfig
 from ..runtime.errors import Cancelled, SpectralError
 from ..runtime.monitor import Monitor
 
@@ -28,6 +36,19 @@ GROUPS = {
     "explainability": "Explainability",
     "models": "Models",
 }
+
+
+#: Builds the RuntimeConfig of a run; the provider installs one reading its settings.
+_config_source = [RuntimeConfig.from_environment]
+
+
+def set_config_source(factory):
+    """Install ``factory() -> RuntimeConfig`` (the provider passes its settings reader)."""
+    _config_source[0] = factory
+
+
+def runtime_config():
+    return _config_source[0]()
 
 
 class FeedbackMonitor(Monitor):
@@ -84,6 +105,59 @@ def _emit_path(value):
     from ..runtime.emit_netcdf import emit_source
 
     return value if emit_source(value) else None
+
+
+_RASTER_KINDS = ("raster", "multilayer")
+
+
+def _file_value(value, context=None):
+    """``value`` when it names a raster file (a path, ``path|option``, a GDAL virtual path or an EMIT
+    netCDF) rather than a layer of the project; else None."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    value = value.strip()
+    project = context.project() if context is not None else None
+    if project is not None and (project.mapLayer(value) is not None or project.mapLayersByName(value)):
+        return None
+    local = value.split("|")[0]
+    if value.startswith(("/vsi", "NETCDF:", "HDF5:")) or os.sep in local or "/" in local or os.path.exists(local):
+        return value
+    return None
+
+
+def _file_problem(name, value):
+    """A one-line problem with the raster file ``value`` of parameter ``name``, or None."""
+    from ..runtime import raster_io
+
+    if value.startswith("/vsi"):
+        return None  # opened (and judged) by GDAL in the runtime
+    local = value.split("|")[0]
+    if local.upper().startswith(("NETCDF:", "HDF5:")):
+        return None
+    kind = raster_io.special_file_kind(local)
+    if kind:
+        return f"{name}: {local} is {kind}, not a raster file; give a regular file."
+    if not os.path.exists(local):
+        return f"{name}: file not found: {local}"
+    if os.path.isdir(local):
+        return f"{name}: {local} is a folder; expected a raster file."
+    return None
+
+
+def os_error_message(exc):
+    """One line for an anticipated file-system error (full disk, permission, read-only, …)."""
+    path = getattr(exc, "filename", None) or ""
+    where = f" ({path})" if path else ""
+    code = getattr(exc, "errno", None)
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        return f"The disk is full{where}: no space left on the device; free some space or choose another folder."
+    if code in (errno.EACCES, errno.EPERM):
+        return f"Permission denied{where}; choose files and folders you can read and write."
+    if code == errno.EROFS:
+        return f"Read-only file system{where}; choose another folder for the outputs."
+    if code == errno.EISDIR:
+        return f"{path or 'The path'} is a folder; expected a file name."
+    return f"{exc.strerror or type(exc).__name__}{where}."
 
 
 def _invalid_value_message(alg, parameters, context, only=None):
@@ -169,31 +243,57 @@ class SpectralAlgorithm(QgsProcessingAlgorithm):
     # QGIS cannot load EMIT netCDF files as raster layers, so its parameter check would reject them
     # ("Could not load source layer"). These two overrides let every raster-layer parameter take an
     # EMIT netCDF path (file.nc or file.nc|variable); runtime.raster_io.open_raster reads it.
+    def _file_parameters(self, parameters, context):
+        """Raster / multi-layer parameters whose values are all raster files (not project layers)."""
+        files = {}
+        for definition in self.parameterDefinitions():
+            name = definition.name()
+            if definition.type() not in _RASTER_KINDS or name not in (parameters or {}):
+                continue
+            value = parameters[name]
+            items = value if isinstance(value, (list, tuple)) else [value]
+            paths = [_file_value(v, context) for v in items]
+            if items and all(paths):
+                files[name] = paths
+        return files
+
     def checkParameterValues(self, parameters, context):  # noqa: N802
-        emit = {n for n in (parameters or {}) if _emit_path(parameters.get(n))}
-        if not emit:
+        files = self._file_parameters(parameters, context)
+        if not files:
             ok, message = super().checkParameterValues(parameters, context)
             return (ok, message) if ok else (False, _invalid_value_message(self, parameters, context) or message)
         for definition in self.parameterDefinitions():
             name = definition.name()
-            if name not in emit and not definition.checkValueIsAcceptable(parameters.get(name), context):
+            if name in files:
+                for path in files[name]:
+                    problem = _file_problem(name, path)
+                    if problem:
+                        return False, problem
+            elif not definition.checkValueIsAcceptable(parameters.get(name), context):
                 return False, (_invalid_value_message(self, parameters, context, name)
                                or f"Incorrect parameter value for {name}")
         return True, ""
 
     def parameterAsRasterLayer(self, parameters, name, context):  # noqa: N802
-        path = _emit_path((parameters or {}).get(name))
+        path = _file_value((parameters or {}).get(name), context)
         if path:
             return FileRasterSource(path)
         return super().parameterAsRasterLayer(parameters, name, context)
 
+    def parameterAsLayerList(self, parameters, name, context):  # noqa: N802
+        value = (parameters or {}).get(name)
+        items = value if isinstance(value, (list, tuple)) else [value]
+        paths = [_file_value(v, context) for v in items] if value not in (None, "") else []
+        if paths and all(paths):
+            return [FileRasterSource(p) for p in paths]
+        return super().parameterAsLayerList(parameters, name, context)
+
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         deps.add_ext_libs_to_path()
-        from ..processing_provider.settings import apply_settings
-
-        apply_settings()  # Processing ▸ Options ▸ Providers ▸ Spectral Transformers → runtime env
         monitor = FeedbackMonitor(feedback)
         try:
+            # Processing ▸ Options ▸ Providers ▸ Spectral Transformers, read once per run
+            self.runtime_config = runtime_config()
             return self.execute(parameters, context, monitor)
         except Cancelled as exc:
             raise QgsProcessingException(str(exc)) from None
@@ -202,6 +302,8 @@ class SpectralAlgorithm(QgsProcessingAlgorithm):
         except MemoryError:
             raise QgsProcessingException(
                 "Out of memory; reduce BATCH_SIZE or the block size (SPECTRALTF_BLOCK_MB).") from None
+        except OSError as exc:  # full disk, permissions, … outside the runtime's own checks
+            raise QgsProcessingException(os_error_message(exc)) from None
 
     def execute(self, parameters, context, monitor):
         """Run the algorithm: read parameters, call the runtime with ``monitor``, return the outputs.

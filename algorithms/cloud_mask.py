@@ -138,6 +138,7 @@ class CloudMaskAlgorithm(SpectralAlgorithm):
             device=enum_value(self, parameters, self.DEVICE, context, DEVICES),
             batch_size=self._optional_number(parameters, self.BATCH_SIZE, context, integer=True),
             monitor=monitor,
+            config=self.runtime_config,
         )
         style_output(context, out_mask, "Cloud mask (SpecTf)")
         if out_prob:

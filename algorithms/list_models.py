@@ -1,7 +1,6 @@
 """``spectraltf:models`` — list every registered model with its card (thin adapter over
 :func:`..runtime.registry.list_models`)."""
 import json
-import os
 
 from qgis.core import (
     QgsProcessingOutputNumber,
@@ -10,8 +9,8 @@ from qgis.core import (
 )
 
 from ..runtime import registry
-from ..runtime.errors import InputError
 from ..runtime.model_card import card_summary
+from ..runtime.pipeline.outputs import write_text_atomically
 from .base import SpectralAlgorithm
 
 
@@ -45,7 +44,7 @@ class ListModelsAlgorithm(SpectralAlgorithm):
             "(optional): the same JSON written to a file.</p>")
 
     def execute(self, parameters, context, monitor):
-        entries = registry.list_models()
+        entries = registry.list_models(config=self.runtime_config)
         for e in entries:
             if e.error:
                 monitor.warn(f"{e.id} ({e.origin}, {e.path}): unusable: {e.error}")
@@ -57,11 +56,5 @@ class ListModelsAlgorithm(SpectralAlgorithm):
         text = json.dumps([e.as_dict() for e in entries], indent=1, sort_keys=True)
         path = self.parameterAsFileOutput(parameters, self.OUTPUT_JSON, context) or None
         if path:
-            folder = os.path.dirname(os.path.abspath(path))
-            if not os.path.isdir(folder):
-                raise InputError(f"the folder {folder} does not exist.", self.OUTPUT_JSON)
-            tmp = path + ".partial"
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.write(text)
-            os.replace(tmp, path)
+            write_text_atomically(path, text, self.OUTPUT_JSON)
         return {self.MODELS: text, self.COUNT: sum(1 for e in entries if not e.error), self.OUTPUT_JSON: path}

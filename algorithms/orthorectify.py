@@ -57,5 +57,5 @@ class OrthorectifyAlgorithm(SpectralAlgorithm):
             raise InputError("no geometry lookup table given; choose the EMIT netCDF of the scene "
                              "(it holds location/glt_x, glt_y).", self.GLT)
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
-        glt.orthorectify(source, glt_path, output, monitor)
+        glt.orthorectify(source, glt_path, output, monitor, config=self.runtime_config)
         return {self.OUTPUT: output}

@@ -118,6 +118,7 @@ class SegmentAlgorithm(SpectralAlgorithm):
             batch_size=self.parameterAsInt(parameters, self.BATCH_SIZE, context) or 4,
             device=enum_value(self, parameters, self.DEVICE, context, DEVICES),
             monitor=monitor,
+            config=self.runtime_config,
         )
         style_output(context, out_cls, f"Classes ({result.model_id})")
         if out_conf:

@@ -92,6 +92,6 @@ class ToaReflectanceAlgorithm(SpectralAlgorithm):
             irradiance=irradiance,
             solar_zenith=self._optional_number(parameters, self.SOLAR_ZENITH, context),
             earth_sun_distance=self._optional_number(parameters, self.EARTH_SUN_DISTANCE, context),
-            radiance_units=units, monitor=monitor)
+            radiance_units=units, monitor=monitor, config=self.runtime_config)
         monitor.info(f"Wrote {summary['bands']} bands, {summary['valid_pixels']} valid pixels to {summary['output']}.")
         return {self.OUTPUT: summary["output"]}

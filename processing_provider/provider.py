@@ -5,6 +5,7 @@ from qgis.core import Qgis, QgsMessageLog, QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
 from ..algorithms import algorithm_classes
+from ..algorithms.base import set_config_source
 from ..runtime import deps
 from . import settings
 
@@ -64,5 +65,6 @@ class SpectralTransformersProvider(QgsProcessingProvider):
         return ICON
 
     def loadAlgorithms(self):  # noqa: N802
+        set_config_source(settings.runtime_config)  # algorithms build each run's RuntimeConfig with it
         for cls in algorithm_classes():
             self.addAlgorithm(cls())

@@ -1,19 +1,17 @@
 """Provider settings shown under Processing ▸ Options ▸ Providers ▸ Spectral Transformers.
 
-=========================  ===============================================  ======================
-Setting                    Meaning                                          Runtime variable
-=========================  ===============================================  ======================
+=========================  ===============================================  =============================
+Setting                    Meaning                                          Seeded from (when left empty)
+=========================  ===============================================  =============================
 Extra model folder         folder with more ``<id>.onnx`` models (+ cards)  ``SPECTRALTF_MODEL_DIR``
 Default device             device used when an algorithm's DEVICE is auto   ``SPECTRALTF_DEVICE``
-CPU threads (0 = all)      ONNX Runtime intra-op threads                    ``SPECTRALTF_THREADS``
-=========================  ===============================================  ======================
+CPU threads (0 = all)      ONNX Runtime intra-op threads (capped at cores)  ``SPECTRALTF_THREADS``
+=========================  ===============================================  =============================
 
-The QGIS-free runtime reads only the environment variables, so headless users can set them
-directly. :func:`apply_settings` (called by every algorithm before it runs) copies non-default
-settings into the environment; a setting left at its default restores whatever the variable was
-when QGIS started, so an exported variable still works.
+:func:`runtime_config` turns them into the run's :class:`~..runtime.config.RuntimeConfig`, which the
+algorithms pass down explicitly; nothing writes ``os.environ``. A setting left at its default keeps
+the value its environment variable gives (so an exported variable still works headless).
 """
-import os
 
 #: Setting keys (global in Processing's configuration, hence the prefix).
 MODEL_FOLDER = "SPECTRALTF_MODEL_FOLDER"
@@ -22,13 +20,12 @@ THREADS = "SPECTRALTF_THREADS"
 
 DEVICE_OPTIONS = ["auto", "cpu", "cuda"]
 
-#: Setting key → environment variable it drives.
+#: Setting key → environment variable that seeds its default.
 ENV = {
     MODEL_FOLDER: "SPECTRALTF_MODEL_DIR",
     DEFAULT_DEVICE: "SPECTRALTF_DEVICE",
     THREADS: "SPECTRALTF_THREADS",
 }
-_STARTUP_ENV = {var: os.environ.get(var) for var in ENV.values()}
 
 
 def _config():
@@ -91,21 +88,15 @@ def current():
     return values
 
 
-def _set_env(var, value):
-    if value:
-        os.environ[var] = str(value)
-    elif _STARTUP_ENV[var] is not None:
-        os.environ[var] = _STARTUP_ENV[var]
-    else:
-        os.environ.pop(var, None)
+def runtime_config(environ=None):
+    """The :class:`~..runtime.config.RuntimeConfig` of one run: environment defaults, overridden by the
+    settings that are not at their defaults (empty folder, ``auto``, 0 threads)."""
+    from ..runtime.config import RuntimeConfig
 
-
-def apply_settings():
-    """Copy the provider settings into the runtime's environment variables; returns :func:`current`.
-
-    Default values (empty folder, ``auto``, 0 threads) leave the variables as they were at start-up."""
     values = current()
-    _set_env(ENV[MODEL_FOLDER], values["model_folder"])
-    _set_env(ENV[DEFAULT_DEVICE], values["device"] if values["device"] != "auto" else "")
-    _set_env(ENV[THREADS], values["threads"] if values["threads"] > 0 else "")
-    return values
+    return RuntimeConfig.from_environment(
+        environ,
+        model_dirs=(values["model_folder"],) if values["model_folder"] else None,
+        device=values["device"] if values["device"] != "auto" else None,
+        threads=values["threads"] if values["threads"] > 0 else None,
+    )

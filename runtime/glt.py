@@ -28,8 +28,8 @@ from . import emit_netcdf
 from .errors import InputError
 from .monitor import ensure
 from .raster_io import (
-    DEFAULT_BLOCK_BYTES, Grid, RasterWriter, Window, _type_maps, copy_spectral_metadata, iter_windows,
-    open_raster, read_window,
+    DEFAULT_BLOCK_BYTES, Grid, Window, _type_maps, copy_spectral_metadata, iter_windows, open_raster, read_window,
+    tile_size_for,
 )
 
 try:
@@ -226,8 +226,8 @@ def _copy_band_styles(src, writer):
             db.SetOffset(sb.GetOffset() or 0.0)
 
 
-def orthorectify(sensor_raster_path, glt_source, output_path, monitor=None, block_bytes=DEFAULT_BLOCK_BYTES,
-                 input_parameter="INPUT", glt_parameter="GLT", output_parameter="OUTPUT"):
+def orthorectify(sensor_raster_path, glt_source, output_path, monitor=None, block_bytes=None,
+                 input_parameter="INPUT", glt_parameter="GLT", output_parameter="OUTPUT", config=None):
     """Resample a sensor-geometry raster onto the GLT's map grid (nearest neighbour, as EMIT does).
 
     ``sensor_raster_path``: any raster (or EMIT netCDF) on the sensor grid (x = crosstrack,
@@ -235,8 +235,18 @@ def orthorectify(sensor_raster_path, glt_source, output_path, monitor=None, bloc
     raster; ``output_path``: GeoTIFF on the map grid (geotransform and CRS of the GLT), same data
     type and bands; pixels without a sensor pixel get the input's nodata value (−9999 / 255 /
     65535 when the input has none). Returns ``output_path``."""
+    from .config import ensure_config
+    from .pipeline import OutputSet, stream
+
     monitor = ensure(monitor)
+    config = ensure_config(config)
+    block_bytes = block_bytes or config.block_bytes
     src = open_raster(sensor_raster_path, input_parameter)
+    outs = OutputSet(config, monitor)
+    outs.add_input(input_parameter, src)
+    outs.add_input(input_parameter, str(sensor_raster_path))
+    outs.add_input(glt_parameter, str(glt_source) if glt_source else None)
+    output_path = outs.add_output(output_parameter, output_path)
     glt = open_glt(glt_source, glt_parameter)
     if src.GetGeoTransform(can_return_null=True) not in (None, (0.0, 1.0, 0.0, 0.0, 0.0, 1.0)):
         monitor.warn(f"{input_parameter} already has a map georeference; it is treated as sensor geometry "
@@ -248,22 +258,21 @@ def orthorectify(sensor_raster_path, glt_source, output_path, monitor=None, bloc
     bands = src.RasterCount
     monitor.info(f"Orthorectifying {src.RasterXSize} × {src.RasterYSize} sensor pixels, {bands} band(s), onto "
                  f"a {glt.width} × {glt.height} map grid with the GLT of {os.path.basename(glt.source)}.")
-    with RasterWriter(output_path, glt.grid, bands, dtype, nodata, output_parameter,
-                      block_budget=block_bytes) as writer:
+    with outs:
+        writer = outs.create(output_parameter, glt.grid, bands, dtype, nodata,
+                             tile=tile_size_for(glt.width, bands, dtype.itemsize, block_bytes))
         tiles = _tiles(glt, block_bytes, bands, dtype.itemsize, writer.tile)
         _copy_band_styles(src, writer)
         md = {k: v for k, v in (src.GetMetadata() or {}).items() if not k.startswith("EMIT_")}
         md["ORTHORECTIFIED_WITH_GLT"] = glt.source
         writer.set_metadata(md)
-        for i, w in enumerate(tiles):
-            monitor.check()
+        for w in stream(tiles, monitor):
             out = np.full((bands, w.ysize, w.xsize), nodata, dtype=dtype)
             _fill_tile(src, glt, w, out, dtype, block_bytes)
             writer.write(w, out)
-            monitor.progress((i + 1) / len(tiles))
-    style = _qml_path(sensor_raster_path)
-    if style and os.path.exists(style):
-        shutil.copyfile(style, _qml_path(output_path))
+        style = _qml_path(sensor_raster_path)
+        if style and os.path.isfile(style):
+            shutil.copyfile(style, outs.style_path(output_parameter))
     return output_path
 
 

@@ -47,12 +47,12 @@ class TemporalModel:
         self.heads = int(card.get("heads") or 0) or None
 
     @classmethod
-    def load(cls, path, device="auto", threads=None, card=None, parameter="MODEL"):
+    def load(cls, path, device="auto", threads=None, card=None, parameter="MODEL", config=None):
         card = card if card is not None else model_card.load_card(path, parameter)
         if card.get("task") != TASK:
             raise ModelError(f"model '{card.get('id')}' has task '{card.get('task')}'; temporal attention needs "
                              f"a '{TASK}' (L-TAE) model.", parameter)
-        session = onnx_backend.load_session(path, device, threads, parameter)
+        session = onnx_backend.load_session(path, device, threads, parameter, config=config)
         check_attention_model(session, ("series", "doy"), parameter)
         return cls(path, card, session)
 
@@ -171,20 +171,27 @@ def _hex_rgba(color, index):
 
 def temporal_attention(paths, model, output, dates_text=None, output_heads=None, output_classes=None,
                        device="auto", threads=None, batch_size=4096, monitor=None, card=None,
-                       block_budget=None):
+                       block_budget=None, config=None):
     """Write temporal attention maps (see module docstring). ``model`` is an ONNX path or a
     :class:`TemporalModel`. Returns a dict with the dates, their source, the output paths and
     the number of valid pixels."""
+    from .config import ensure_config
+    from .pipeline import OutputSet, stream, strips
+
     monitor = ensure(monitor)
-    tm = model if isinstance(model, TemporalModel) else TemporalModel.load(model, device, threads, card)
-    raster_io.check_output_path(output, "OUTPUT")
+    config = ensure_config(config)
+    outs = OutputSet(config, monitor)
+    outs.add_input("INPUT", [str(p) for p in (paths or [])])
+    output = outs.add_output("OUTPUT", output)
     if output_heads:
-        raster_io.check_output_path(output_heads, "OUTPUT_HEADS")
+        output_heads = outs.add_output("OUTPUT_HEADS", output_heads)
     if output_classes:
-        raster_io.check_output_path(output_classes, "OUTPUT_CLASSES")
-        if not tm.classes:
-            raise InputError("the model card lists no classes, so no class map can be written; leave "
-                             "OUTPUT_CLASSES empty.", "OUTPUT_CLASSES")
+        output_classes = outs.add_output("OUTPUT_CLASSES", output_classes)
+    tm = model if isinstance(model, TemporalModel) else TemporalModel.load(
+        model, device, threads or config.cpu_threads, card, config=config)
+    if output_classes and not tm.classes:
+        raise InputError("the model card lists no classes, so no class map can be written; leave "
+                         "OUTPUT_CLASSES empty.", "OUTPUT_CLASSES")
     if batch_size is None or int(batch_size) < 1:
         raise InputError(f"batch size must be a positive integer, not {batch_size}.", "BATCH_SIZE")
     stack = TemporalStack(paths, tm.channels)
@@ -196,35 +203,33 @@ def temporal_attention(paths, model, output, dates_text=None, output_heads=None,
     monitor.info(f"{t} dates ({source}): {iso[0]} … {iso[-1]}; positions {tm.policy}; model {tm.card.get('id')} "
                  f"({tm.session.describe()})")
     grid = stack.grid
-    budget = block_budget or raster_io.DEFAULT_BLOCK_BYTES
+    budget = block_budget or config.block_bytes
     heads = tm.heads or 1
     per_pixel = t * tm.channels + t * (1 + heads)
-    rows = raster_io.block_rows_for(grid.width, per_pixel, 4, budget)
-    windows = raster_io.iter_windows(grid.width, grid.height, rows)
+    windows = strips(grid.width, grid.height, per_pixel, budget)
     common_md = {"MODEL": tm.card.get("id", ""), "DATES": ",".join(iso), "DATES_SOURCE": source,
                  "DATES_POLICY": tm.policy}
     n_valid, amax = 0, 0.0
-    with raster_io.OutputSet() as outs:
-        w_att = outs.add(raster_io.RasterWriter(output, grid, t, np.float32, ATTENTION_NODATA, "OUTPUT",
-                                                block_budget=budget))
+    with outs:
+        w_att = outs.create("OUTPUT", grid, t, np.float32, ATTENTION_NODATA,
+                            tile=raster_io.tile_size_for(grid.width, t, 4, budget))
         w_att.set_band_descriptions(iso)
         for i, d in enumerate(iso):
             w_att.band(i + 1).SetMetadataItem("ACQUISITION_DATE", d)
         w_att.set_metadata(dict(common_md, CONTENT="attention on each date, mean over heads"))
         w_heads = w_cls = None
         if output_heads:
-            w_heads = outs.add(raster_io.RasterWriter(output_heads, grid, heads * t, np.float32, ATTENTION_NODATA,
-                                                      "OUTPUT_HEADS", block_budget=budget))
+            w_heads = outs.create("OUTPUT_HEADS", grid, heads * t, np.float32, ATTENTION_NODATA,
+                                  tile=raster_io.tile_size_for(grid.width, heads * t, 4, budget))
             w_heads.set_band_descriptions([f"head {h + 1} {d}" for h in range(heads) for d in iso])
             w_heads.set_metadata(dict(common_md, CONTENT="attention per head (head-major: band = head*T + date)",
                                       HEADS=heads))
         if output_classes:
-            w_cls = outs.add(raster_io.RasterWriter(output_classes, grid, 1, np.uint8, CLASS_NODATA,
-                                                    "OUTPUT_CLASSES", block_budget=budget))
+            w_cls = outs.create("OUTPUT_CLASSES", grid, 1, np.uint8, CLASS_NODATA,
+                                tile=raster_io.tile_size_for(grid.width, 1, 1, budget))
             w_cls.set_metadata(dict(common_md, CONTENT="class value (model card 'classes')"))
         class_values = np.array([int(c.get("value", i)) for i, c in enumerate(tm.classes)] or [0], np.int64)
-        for k, win in enumerate(windows):
-            monitor.check()
+        for win in stream(windows, monitor, release=stack.datasets):
             series, valid = stack.read(win)
             flat = valid.reshape(-1)
             n_pix = win.xsize * win.ysize
@@ -250,7 +255,6 @@ def temporal_attention(paths, model, output, dates_text=None, output_heads=None,
                 w_heads.write(win, heads_block.reshape((heads * t,) + shape))
             if w_cls is not None:
                 w_cls.write(win, cls_block.reshape(shape))
-            monitor.progress((k + 1) / len(windows))
         styles = []
         if w_cls is not None:
             from osgeo import gdal
@@ -266,23 +270,19 @@ def temporal_attention(paths, model, output, dates_text=None, output_heads=None,
             for v, name, _ in styles:
                 names[v] = name
             band.SetCategoryNames(names)
-    _write_styles(output, amax, output_classes, styles if output_classes else None)
+        _write_styles(outs, amax, styles if output_classes else None)
     monitor.info(f"attention written for {n_valid} valid pixels → {output}")
     return {"dates": dates, "dates_source": source, "output": output, "output_heads": output_heads,
             "output_classes": output_classes, "valid_pixels": n_valid, "positions": doy}
 
 
-def _write_styles(output, amax, output_classes, classes):
-    try:
-        from . import styles
-    except ImportError:  # styles are optional comfort
-        return
-    try:
-        styles.write_pseudocolor_qml(styles.qml_path_for(output), 0.0, max(amax, 1e-3), ramp="magma")
-        if output_classes and classes:
-            styles.write_class_qml(styles.qml_path_for(output_classes), classes)
-    except (OSError, ValueError):
-        pass
+def _write_styles(outs, amax, classes):
+    """QML styles of the outputs, staged with them in the output set ``outs``."""
+    from . import styles
+
+    styles.write_pseudocolor_qml(outs.style_path("OUTPUT"), 0.0, max(amax, 1e-3), ramp="magma")
+    if "OUTPUT_CLASSES" in outs and classes:
+        styles.write_class_qml(outs.style_path("OUTPUT_CLASSES"), classes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -291,7 +291,7 @@ def _write_styles(output, amax, output_classes, classes):
 SPECTRAL_TASK = "spectral-cloud-mask"
 
 
-def resolve_attention_model(value, device="auto", threads=None, parameter="MODEL"):
+def resolve_attention_model(value, device="auto", threads=None, parameter="MODEL", config=None):
     """``(mode, path, card)`` for a registry id or .onnx path, where ``mode`` is ``"spectral"``
     (SpecTf band attention, task ``spectral-cloud-mask``) or ``"temporal"`` (L-TAE, task
     ``temporal-attention``). The card decides; a file without a card is judged by its inputs.
@@ -302,7 +302,7 @@ def resolve_attention_model(value, device="auto", threads=None, parameter="MODEL
 
     value = "spectf-cloud-v0.1.0" if value in (None, "") else str(value).strip()
     try:
-        entry = registry.resolve(value, parameter=parameter)
+        entry = registry.resolve(value, parameter=parameter, config=config)
         path, card = str(entry.path), dict(entry.card or {})
     except ModelError:
         path = os.path.abspath(os.path.expanduser(value))
@@ -313,7 +313,7 @@ def resolve_attention_model(value, device="auto", threads=None, parameter="MODEL
     if task not in (None, TASK, SPECTRAL_TASK):
         raise ModelError(f"model '{card.get('id', value)}' is a '{task}' model without attention weights; attention "
                          f"maps need a SpecTf ('{SPECTRAL_TASK}') or L-TAE ('{TASK}') model.", parameter)
-    session = onnx_backend.load_session(path, device, threads, parameter)
+    session = onnx_backend.load_session(path, device, threads, parameter, config=config)
     if task is None:
         ins = set(session.inputs)
         task = TASK if {"series", "doy"} <= ins else SPECTRAL_TASK if {"spectra", "wavelengths"} <= ins else None

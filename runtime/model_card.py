@@ -92,6 +92,8 @@ def read_onnx_metadata(path, parameter="MODEL"):
     (the graph is skipped with a seek, so this is fast for large models and needs neither the
     ``onnx`` package nor an inference session). A truncated or non-ONNX file raises ModelError."""
     path = str(path)
+    if not os.path.isfile(path):  # FIFOs and devices would block or never end
+        raise ModelError(f"{path} is not a regular model file.", parameter)
     try:
         size = os.path.getsize(path)
         f = open(path, "rb")

@@ -10,6 +10,7 @@ import os
 import threading
 
 from . import deps
+from .config import cpu_cores, ensure_config
 from .errors import Cancelled, DependencyError, InputError, ModelError
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -64,19 +65,15 @@ def _gpu_present():
     return _gpu[0]
 
 
-def default_device():
-    """Device used for ``auto``: SPECTRALTF_DEVICE (``cpu``/``cuda``; set from the provider's
-    "Default device" setting), else ``auto``."""
-    env = (os.environ.get("SPECTRALTF_DEVICE") or "").strip().lower()
-    return env if env in DEVICES else "auto"
+def default_device(config=None):
+    """Device used for ``auto``: the run's :class:`~.config.RuntimeConfig` ``device`` (the provider's
+    "Default device" setting; SPECTRALTF_DEVICE seeds it), else ``auto``."""
+    return ensure_config(config).device
 
 
-def default_threads():
-    """CPU threads for ONNX Runtime: SPECTRALTF_THREADS, else all cores."""
-    env = os.environ.get("SPECTRALTF_THREADS")
-    if env and env.isdigit() and int(env) > 0:
-        return int(env)
-    return os.cpu_count() or 1
+def default_threads(config=None):
+    """CPU threads for ONNX Runtime: the config's ``threads`` (0 = all cores), never more than the cores."""
+    return ensure_config(config).cpu_threads
 
 
 class Session:
@@ -134,19 +131,22 @@ class Session:
             watcher.join()
 
 
-def load_session(path, device="auto", threads=None, parameter="MODEL"):
+def load_session(path, device="auto", threads=None, parameter="MODEL", config=None):
     """Load (or reuse from the cache) an inference session for the ONNX file at ``path``.
+
+    ``device`` auto means the config's device; ``threads`` (default: the config's) is capped at the
+    cores, so an absurd thread count cannot stall a run.
 
     Sessions are cached per (path, file mtime/size, device, threads); ONNX Runtime sessions are
     safe to ``run`` from several threads, so concurrent algorithms share them."""
     ort = import_onnxruntime()
     if device == "auto":
-        device = default_device()
+        device = default_device(config)
     path = os.path.abspath(str(path))
     if not os.path.isfile(path):
         raise InputError(f"model file not found: {path}", parameter)
     st = os.stat(path)
-    threads = threads or default_threads()
+    threads = min(int(threads), cpu_cores()) if threads and int(threads) > 0 else default_threads(config)
     key = (path, st.st_mtime_ns, st.st_size, device, threads)
     with _lock:
         cached = _sessions.get(key)

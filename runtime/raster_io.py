@@ -1,15 +1,17 @@
-"""Windowed raster reading and writing through GDAL.
+"""Windowed raster reading through GDAL, and read-only opening of inputs.
 
-Memory stays bounded whatever the raster size: callers iterate over :func:`iter_windows` (full-width
-strips whose height is chosen from a byte budget and aligned to the output tile height), read a
-window with :func:`read_window`, and write it with :class:`RasterWriter`.
+Memory stays bounded whatever the raster size: callers iterate over windows (full-width strips whose
+height is chosen from a byte budget and aligned to the output tile height, see
+:func:`.pipeline.strips`), read a window with :func:`read_block`, and write through the pipeline's
+:class:`~.pipeline.OutputSet` (staged, committed only when complete).
 
-Outputs are written to a hidden temporary file beside the destination and renamed into place only
-when complete, so a failed or cancelled run never leaves a partial file that looks finished.
+Inputs are read-only: :func:`open_raster` refuses FIFOs, devices and sockets without opening them
+(opening a FIFO blocks), accepts GDAL virtual paths (``/vsizip/``, ``/vsicurl/``, …) and opens with
+GDAL's side-file persistence (PAM) off unless the input already has an ``.aux.xml`` (which is then
+read, never rewritten: nothing here sets metadata or statistics on an input).
 """
 import os
-import tempfile
-import uuid
+import stat
 from dataclasses import dataclass
 from typing import NamedTuple, Optional, Sequence
 
@@ -85,27 +87,126 @@ class Grid:
         return self.width == other.width and self.height == other.height
 
 
+_SPECIAL = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+            (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def special_file_kind(path):
+    """"a FIFO (named pipe)", "a character device", ... when ``path`` is not a regular file or folder
+    (checked with stat, which never blocks), else None."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    for test, what in _SPECIAL:
+        if test(mode):
+            return what
+    return None
+
+
+def check_regular_file(path, parameter, what="file"):
+    """Raise :class:`InputError` when ``path`` is a FIFO, device or socket (reading would block or
+    never end); returns ``path``."""
+    kind = special_file_kind(path)
+    if kind:
+        raise InputError(f"{path} is {kind}, not a {what}; give a regular file.", parameter)
+    return path
+
+
+def _check_siblings(local, parameter):
+    """GDAL opens side files (ENVI header, .aux.xml, world files) beside a raster: refuse special
+    files among them too, since opening one would block."""
+    folder, name = os.path.split(local)
+    stem = os.path.splitext(name)[0]
+    try:
+        names = os.listdir(folder or ".")
+    except OSError:
+        return
+    for other in names:
+        if other != name and (other.startswith(stem + ".") or other.startswith(name)):
+            side = os.path.join(folder, other)
+            kind = special_file_kind(side)
+            if kind:
+                raise InputError(f"{side} beside the raster is {kind}; GDAL would block reading it. Remove it "
+                                 "or move the raster.", parameter)
+
+
+def is_virtual(path):
+    """GDAL virtual file systems (/vsizip/, /vsicurl/, /vsis3/, …) and subdataset syntaxes."""
+    return str(path).startswith(("/vsi", "NETCDF:", "HDF5:", "HDF4_", "GPKG:"))
+
+
+class read_only:  # noqa: N801 - used like a function
+    """Context: datasets opened inside it (in this thread) keep no PAM side file unless ``keep_pam``."""
+
+    def __init__(self, keep_pam=False):
+        self.keep_pam = keep_pam
+
+    def __enter__(self):
+        if not self.keep_pam:
+            self._old = gdal.GetThreadLocalConfigOption("GDAL_PAM_ENABLED", None)
+            gdal.SetThreadLocalConfigOption("GDAL_PAM_ENABLED", "NO")
+        return self
+
+    def __exit__(self, *exc):
+        if not self.keep_pam:
+            gdal.SetThreadLocalConfigOption("GDAL_PAM_ENABLED", self._old)
+        return False
+
+
 def open_raster(path, parameter="INPUT"):
-    """Open a raster read-only; raise :class:`InputError` naming ``parameter`` when that fails."""
+    """Open a raster read-only; raise :class:`InputError` naming ``parameter`` when that fails.
+
+    Never writes beside the input (no new ``.aux.xml``, no VRT rewrite); FIFOs and devices are
+    refused without blocking; GDAL virtual paths are opened as GDAL sees them."""
     _require_gdal()
     if path is None or str(path).strip() == "":
         raise InputError("no raster given; expected the path of a raster file.", parameter)
     path = str(path)
     local = path.split("|")[0]
-    if not local.startswith(("/vsi", "NETCDF:", "HDF5:")) and not os.path.exists(local):
-        raise InputError(f"file not found: {local}", parameter)
+    if is_virtual(path):
+        if path.startswith("/vsi") and not path.startswith(("/vsicurl", "/vsis3", "/vsigs", "/vsiaz", "/vsiadls",
+                                                            "/vsioss", "/vsiswift", "/vsiwebhdfs", "/vsihdfs")):
+            # archives on disk: the archive itself must be a regular file
+            archive = _archive_of(path)
+            if archive:
+                check_regular_file(archive, parameter, "archive")
+            if gdal.VSIStatL(path) is None:
+                raise InputError(f"file not found: {path} (GDAL virtual path)", parameter)
+    else:
+        if not os.path.exists(local):
+            raise InputError(f"file not found: {local}", parameter)
+        check_regular_file(local, parameter, "raster file")
+        if os.path.isdir(local):
+            raise InputError(f"{local} is a folder; expected a raster file.", parameter)
+        _check_siblings(local, parameter)
     from .emit_netcdf import open_if_emit  # EMIT netCDF swaths: spectral bands in sensor geometry
 
-    emit = open_if_emit(path, parameter)
-    if emit is not None:
-        return emit
-    try:
-        ds = gdal.Open(path, gdal.GA_ReadOnly)
-    except RuntimeError as exc:
-        raise InputError(f"cannot open {path} as a raster ({exc}).", parameter) from None
+    keep_pam = not is_virtual(path) and os.path.exists(local + ".aux.xml")
+    with read_only(keep_pam):
+        emit = open_if_emit(path, parameter)
+        if emit is not None:
+            return emit
+        try:
+            ds = gdal.OpenEx(path, gdal.OF_RASTER | gdal.OF_READONLY | gdal.OF_VERBOSE_ERROR)
+        except RuntimeError as exc:
+            raise InputError(f"cannot open {path} as a raster ({exc}).", parameter) from None
     if ds is None or ds.RasterCount == 0:
         raise InputError(f"{path} is not a raster with bands.", parameter)
     return ds
+
+
+def _archive_of(path):
+    """``/vsizip/a/b.zip/x.tif`` → ``/a/b.zip`` (the archive on disk), else None."""
+    rest = path.split("/", 2)[2] if path.count("/") >= 2 else ""
+    if rest.startswith("{"):
+        rest = rest[1:].split("}", 1)[0]
+    parts = ("/" + rest.lstrip("/")).split("/")
+    for i in range(len(parts), 1, -1):
+        candidate = "/".join(parts[:i])
+        if os.path.isfile(candidate) or special_file_kind(candidate):
+            return candidate
+    return None
 
 
 def nodata_values(ds):
@@ -211,62 +312,6 @@ def valid_mask(block, nodata=None):
     return valid
 
 
-def check_output_path(path, parameter="OUTPUT"):
-    """Fail early (before any work) when ``path`` cannot be written."""
-    if path is None or str(path).strip() == "":
-        raise InputError("no output path given.", parameter)
-    path = os.path.abspath(str(path))
-    folder = os.path.dirname(path)
-    if not os.path.isdir(folder):
-        raise InputError(f"the folder {folder} does not exist; choose an existing folder for {path}.", parameter)
-    if not os.access(folder, os.W_OK):
-        raise InputError(f"the folder {folder} is not writable; choose another location for {path}.", parameter)
-    if os.path.isdir(path):
-        raise InputError(f"{path} is a folder; expected a raster file name such as result.tif.", parameter)
-    return path
-
-
-def _driver_for(path):
-    ext = os.path.splitext(path)[1].lower()
-    if ext in ("", ".tif", ".tiff", ".gtiff"):
-        return "GTiff"
-    explicit = {".img": "ENVI", ".bsq": "ENVI", ".dat": "ENVI", ".vrt": None, ".nc": "netCDF"}
-    if ext in explicit:
-        if explicit[ext] is None:
-            raise InputError(f"cannot write {ext} outputs; use .tif.", "OUTPUT")
-        return explicit[ext]
-    for i in range(gdal.GetDriverCount()):
-        drv = gdal.GetDriver(i)
-        exts = (drv.GetMetadataItem(gdal.DMD_EXTENSIONS) or "").split()
-        if ext[1:] in exts and drv.GetMetadataItem(gdal.DCAP_RASTER) and (
-                drv.GetMetadataItem(gdal.DCAP_CREATECOPY) or drv.GetMetadataItem(gdal.DCAP_CREATE)):
-            return drv.ShortName
-    raise InputError(f"no GDAL driver writes '{ext}' files; use .tif.", "OUTPUT")
-
-
-def _compression_options(dtype):
-    """Fast lossless compression (GTiff creation options).
-
-    Default: ZSTD level 1 (DEFLATE level 1 where GDAL lacks ZSTD) with the floating-point/integer
-    predictor: about 5× smaller than uncompressed on reflectance cubes at a fraction of the cost of
-    the default levels. ``SPECTRALTF_COMPRESS`` = ZSTD | DEFLATE | LZW | NONE overrides it (NONE is
-    fastest for scratch outputs)."""
-    available = gdal.GetDriverByName("GTiff").GetMetadataItem("DMD_CREATIONOPTIONLIST") or ""
-    method = os.environ.get("SPECTRALTF_COMPRESS", "").strip().upper()
-    if method not in ("ZSTD", "DEFLATE", "LZW", "NONE") or (method == "ZSTD" and "ZSTD" not in available):
-        method = "ZSTD" if "ZSTD" in available else "DEFLATE"
-    if method == "NONE":
-        return ["COMPRESS=NONE"]
-    options = [f"COMPRESS={method}"]
-    if method == "ZSTD":
-        options.append("ZSTD_LEVEL=1")
-    elif method == "DEFLATE":
-        options.append("ZLEVEL=1")
-    if np.dtype(dtype) != np.uint8:
-        options.append("PREDICTOR=3" if np.dtype(dtype).kind == "f" else "PREDICTOR=2")
-    return options
-
-
 def copy_spectral_metadata(src_band, dst_band):
     """Copy the spectral band metadata (default and IMAGERY domains) and description."""
     for domain in ("", "IMAGERY"):
@@ -277,165 +322,10 @@ def copy_spectral_metadata(src_band, dst_band):
         dst_band.SetDescription(src_band.GetDescription())
 
 
-class RasterWriter:
-    """Write a raster window by window to a temporary file; :meth:`commit` renames it into place.
-
-    Used as a context manager, an exception (including :class:`~.errors.Cancelled`) deletes the
-    temporary file, so no partial output is ever left at ``path``.
-
-    Parameters: ``path`` destination; ``grid`` a :class:`Grid` (size and georeferencing);
-    ``bands`` band count; ``dtype`` numpy dtype; ``nodata`` value written to every band (or None);
-    ``parameter`` the Processing parameter named in errors.
-    """
-
-    def __init__(self, path, grid, bands, dtype=np.float32, nodata=None, parameter="OUTPUT",
-                 tile=None, block_budget=DEFAULT_BLOCK_BYTES):
-        _require_gdal()
-        self.path = check_output_path(path, parameter)
-        self.parameter = parameter
-        self.grid = grid
-        self.bands = int(bands)
-        self.dtype = np.dtype(dtype)
-        self.nodata = nodata
-        self.driver = _driver_for(self.path)
-        folder = os.path.dirname(self.path)
-        self.tmp_path = os.path.join(folder, f".{os.path.basename(self.path)}.partial-{uuid.uuid4().hex[:8]}.tif")
-        to_gdal, _ = _type_maps()
-        itemsize = self.dtype.itemsize
-        # Tile height from the memory budget (a full-width row of tiles is what a block completes);
-        # tiles stay at least 256 px wide so each compressed chunk is large enough to compress well.
-        self.tile = tile or tile_size_for(grid.width, self.bands, itemsize, block_budget)
-        self.tile_width = max(self.tile, 256)
-        options = ["TILED=YES", f"BLOCKXSIZE={self.tile_width}", f"BLOCKYSIZE={self.tile}",
-                   *_compression_options(self.dtype), "BIGTIFF=IF_SAFER", "NUM_THREADS=ALL_CPUS",
-                   "INTERLEAVE=BAND" if self.bands > 4 else "INTERLEAVE=PIXEL"]
-        try:
-            self.ds = gdal.GetDriverByName("GTiff").Create(
-                self.tmp_path, grid.width, grid.height, self.bands, to_gdal[self.dtype], options)
-        except RuntimeError as exc:
-            raise InputError(f"cannot create {self.path}: {exc}", parameter) from None
-        if grid.geotransform is not None:
-            self.ds.SetGeoTransform(grid.geotransform)
-        if grid.projection:
-            self.ds.SetProjection(grid.projection)
-        if grid.gcps:
-            self.ds.SetGCPs(grid.gcps, grid.gcp_projection)
-        if nodata is not None:
-            for i in range(self.bands):
-                self.ds.GetRasterBand(i + 1).SetNoDataValue(float(nodata))
-        self.closed = False
-
-    # -- writing -------------------------------------------------------------------------------
-    def write(self, window, array):
-        """Write ``array`` (bands, rows, cols) or (rows, cols) for a single-band raster at ``window``."""
-        array = np.asarray(array)
-        if array.ndim == 2:
-            array = array[None]
-        if array.shape[0] != self.bands:
-            raise ValueError(f"expected {self.bands} bands, got {array.shape[0]}")
-        for i in range(self.bands):
-            self.ds.GetRasterBand(i + 1).WriteArray(
-                array[i].astype(self.dtype, copy=False), window.xoff, window.yoff)
-        bottom = window.yoff + window.ysize
-        if window.xoff + window.xsize >= self.grid.width and (bottom % self.tile == 0 or bottom >= self.grid.height):
-            # a row of tiles is complete: compress it to disk and free it from GDAL's block cache
-            self.ds.FlushCache()
-
-    def band(self, index):
-        """The GDAL band (1-based) for setting descriptions, metadata or colour tables."""
-        return self.ds.GetRasterBand(index)
-
-    def set_band_descriptions(self, names):
-        for i, name in enumerate(names):
-            self.ds.GetRasterBand(i + 1).SetDescription(str(name))
-
-    def set_metadata(self, metadata, domain=""):
-        self.ds.SetMetadata({str(k): str(v) for k, v in metadata.items()}, domain)
-
-    # -- finishing -----------------------------------------------------------------------------
-    def commit(self):
-        """Flush and move the finished file to its destination; returns the destination path."""
-        if self.closed:
-            return self.path
-        self.ds.FlushCache()
-        self.ds = None
-        self.closed = True
-        try:
-            if self.driver == "GTiff":
-                os.replace(self.tmp_path, self.path)
-                aux = self.tmp_path + ".aux.xml"
-                if os.path.exists(aux):
-                    os.replace(aux, self.path + ".aux.xml")
-                elif os.path.exists(self.path + ".aux.xml"):
-                    os.remove(self.path + ".aux.xml")  # stale side file of an older output
-            else:
-                gdal.Translate(self.path, self.tmp_path, format=self.driver)
-        finally:
-            self._remove_tmp()
-        return self.path
-
-    def abort(self):
-        """Discard the partial output."""
-        self.ds = None
-        self.closed = True
-        self._remove_tmp()
-
-    def _remove_tmp(self):
-        for p in (self.tmp_path, self.tmp_path + ".aux.xml"):
-            if os.path.exists(p):
-                try:
-                    os.remove(p)
-                except OSError:
-                    pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is not None:
-            self.abort()
-        elif not self.closed:
-            self.commit()
-        return False
-
-
-class OutputSet:
-    """Several :class:`RasterWriter` that succeed or fail together (e.g. mask + probability).
-
-    On an exception every writer is aborted; on success every writer is committed."""
-
-    def __init__(self):
-        self.writers = []
-
-    def add(self, writer):
-        self.writers.append(writer)
-        return writer
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is not None:
-            for w in self.writers:
-                w.abort()
-        else:
-            for w in self.writers:
-                w.commit()
-        return False
-
-
 def write_array(path, array, like=None, grid=None, nodata=None, dtype=None):
-    """Write a whole (bands, rows, cols) array at once (small rasters, tests and fixtures)."""
-    array = np.asarray(array)
-    if array.ndim == 2:
-        array = array[None]
-    if grid is None:
-        grid = Grid.of(like) if like is not None else Grid(array.shape[2], array.shape[1])
-    with RasterWriter(path, grid, array.shape[0], dtype or array.dtype, nodata) as w:
-        w.write(Window(0, 0, grid.width, grid.height), array)
+    """Write a whole (bands, rows, cols) array at once (small rasters, tests and fixtures), through the
+    pipeline's output set (staged, committed only when complete). Returns ``path``."""
+    from .pipeline import write_array as _write
+
+    _write(path, array, like=like, grid=grid, nodata=nodata, dtype=dtype)
     return path
-
-
-def temp_dir():
-    """Folder for scratch files (honours TMPDIR)."""
-    return tempfile.gettempdir()

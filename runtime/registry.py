@@ -3,8 +3,8 @@
 Sources, in order of precedence for duplicate ids:
 
 1. the plugin's model store ``<plugin>/models/<id>.onnx`` (origin ``"plugin store"``);
-2. user model folders: ``SPECTRALTF_MODEL_DIR`` (several separated by ``os.pathsep``), folders set
-   with :func:`set_user_dirs` (the Processing setting) and the ``extra_dirs`` argument
+2. user model folders: the run config's ``model_dirs`` (the Processing setting; SPECTRALTF_MODEL_DIR
+   seeds the default), folders set with :func:`set_user_dirs` and the ``extra_dirs`` argument
    (origin ``"user folder"``);
 3. installed Python packages that ship ONNX models, adapted to the card schema without importing
    them (origin ``"package <name>"``): ``ukis-csmask`` (ids ``ukis-csmask-{6b,4b}-{l2a,l1c}``).
@@ -19,6 +19,7 @@ from typing import Optional
 
 from . import model_card
 from .errors import ModelError
+from .raster_io import special_file_kind
 
 PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STORE_DIR = os.path.join(PLUGIN_DIR, "models")
@@ -47,10 +48,11 @@ def set_user_dirs(dirs):
     _user_dirs[:] = [str(d) for d in (dirs or []) if str(d).strip()]
 
 
-def user_dirs(extra_dirs=None):
-    env = [d for d in os.environ.get(ENV_DIRS, "").split(os.pathsep) if d.strip()]
+def user_dirs(extra_dirs=None, config=None):
+    from .config import ensure_config
+
     out = []
-    for d in env + list(_user_dirs) + [str(x) for x in (extra_dirs or [])]:
+    for d in list(ensure_config(config).model_dirs) + list(_user_dirs) + [str(x) for x in (extra_dirs or [])]:
         d = os.path.abspath(os.path.expanduser(d))
         if d not in out:
             out.append(d)
@@ -157,6 +159,11 @@ def _folder_models(folder, origin, parameter="MODEL"):
         if not name.lower().endswith(".onnx"):
             continue
         path = os.path.join(folder, name)
+        kind = special_file_kind(path)
+        if kind:  # a FIFO named *.onnx would block the first read forever
+            out.append(ModelEntry(os.path.splitext(name)[0], path, {}, origin,
+                                  f"{path} is {kind}, not a model file"))
+            continue
         out.append(_entry_for_path(path, origin, parameter))
     return out
 
@@ -169,12 +176,12 @@ def _entry_for_path(path, origin, parameter="MODEL"):
         return ModelEntry(os.path.splitext(os.path.basename(path))[0], path, {}, origin, str(exc))
 
 
-def list_models(extra_dirs=None, include_invalid=True):
+def list_models(extra_dirs=None, include_invalid=True, config=None):
     """Every registered model (store, user folders, packages); the first of duplicate ids wins.
     Models whose card is unusable are included with ``error`` set unless ``include_invalid`` is
     False."""
     entries = _folder_models(STORE_DIR, "plugin store")
-    for d in user_dirs(extra_dirs):
+    for d in user_dirs(extra_dirs, config):
         entries += _folder_models(d, f"user folder {d}")
     for adapter in PACKAGE_ADAPTERS:
         entries += adapter()
@@ -196,7 +203,7 @@ def _package_entry_for(path):
     return None
 
 
-def resolve(value, parameter="MODEL", extra_dirs=None, task=None):
+def resolve(value, parameter="MODEL", extra_dirs=None, task=None, config=None):
     """The :class:`ModelEntry` for ``value`` (a registry id or the path of an .onnx file).
 
     Raises ModelError naming ``parameter`` when nothing matches, the card is unusable, or ``task``
@@ -208,13 +215,16 @@ def resolve(value, parameter="MODEL", extra_dirs=None, task=None):
     looks_like_path = value.lower().endswith(".onnx") or os.sep in value or "/" in value
     if looks_like_path or os.path.isfile(value):
         path = os.path.abspath(os.path.expanduser(value))
+        kind = special_file_kind(path)
+        if kind:
+            raise ModelError(f"{path} is {kind}, not a model file; give a regular .onnx file.", parameter)
         if not os.path.isfile(path):
             raise ModelError(f"model file not found: {path}", parameter)
         entry = _package_entry_for(path) or _entry_for_path(path, "file", parameter)
         if entry.error:
             raise ModelError(entry.error, parameter)
     else:
-        entries = {e.id: e for e in list_models(extra_dirs)}
+        entries = {e.id: e for e in list_models(extra_dirs, config=config)}
         entry = entries.get(value)
         if entry is None:
             known = ", ".join(sorted(entries)) or "none"

@@ -26,7 +26,7 @@ from . import band_matching, registry, tiling
 from .errors import Cancelled, InputError, ModelError
 from .monitor import ensure
 from .onnx_backend import load_session
-from .raster_io import Grid, OutputSet, RasterWriter, Window, gdal, open_raster, read_block
+from .raster_io import Grid, Window, gdal, open_raster, read_block
 
 CLASS_NODATA = 255
 FLOAT_NODATA = -9999.0
@@ -93,11 +93,11 @@ def assemble(tiles, layout, stacking):
 class ModelRunner:
     """An ONNX session checked against the card; :meth:`probabilities` runs a batch of tiles."""
 
-    def __init__(self, entry, device="auto", threads=None):
+    def __init__(self, entry, device="auto", threads=None, config=None):
         self.entry = entry
         card = entry.card
         self.inp, self.out = card["input"], card["output"]
-        self.session = load_session(entry.path, device, threads, "MODEL")
+        self.session = load_session(entry.path, device, threads, "MODEL", config=config)
         inputs = self.session.session.get_inputs()
         outputs = self.session.session.get_outputs()
         self.input_name = self.inp["tensor"] or inputs[0].name
@@ -191,17 +191,15 @@ def open_inputs(inputs, card, bands=None, monitor=None):
     return datasets, band_lists, matches
 
 
-def _write_styles(paths, classes):
-    try:
-        from . import styles
-    except ImportError:  # styles module not available: outputs still carry a GDAL colour table
-        return
-    if paths.get("classes"):
-        entries = [(c["value"], c["name"], tuple(c["color"])) for c in classes]
-        entries.append((CLASS_NODATA, "no data", (0, 0, 0, 0)))
-        styles.write_class_qml(styles.qml_path_for(paths["classes"]), entries)
-    if paths.get("confidence"):
-        styles.write_pseudocolor_qml(styles.qml_path_for(paths["confidence"]), 0.0, 1.0)
+def _write_styles(outs, classes):
+    """QML styles of the class map and confidence, staged with them in the output set ``outs``."""
+    from . import styles
+
+    entries = [(c["value"], c["name"], tuple(c["color"])) for c in classes]
+    entries.append((CLASS_NODATA, "no data", (0, 0, 0, 0)))
+    styles.write_class_qml(outs.style_path("OUTPUT"), entries)
+    if "OUTPUT_CONFIDENCE" in outs:
+        styles.write_pseudocolor_qml(outs.style_path("OUTPUT_CONFIDENCE"), 0.0, 1.0)
 
 
 def _color_table(classes):
@@ -213,7 +211,7 @@ def _color_table(classes):
 
 
 def run_segmentation(inputs, model, outputs, bands=None, overlap=None, crop=None, batch_size=4,
-                     device="auto", threads=None, monitor=None, extra_dirs=None):
+                     device="auto", threads=None, monitor=None, extra_dirs=None, config=None):
     """Segment ``inputs`` (one raster path, or one per model date, in date order) with ``model``.
 
     ``outputs``: dict with ``classes`` (required path), optional ``probabilities`` and
@@ -221,15 +219,28 @@ def run_segmentation(inputs, model, outputs, bands=None, overlap=None, crop=None
     ``overlap``: tile overlap in pixels (>= 1) or as a fraction of the tile (< 1); default from the
     card. ``crop``: border crop in pixels (default from the card). ``batch_size``: tiles per model
     call. ``device``: auto/cpu/cuda. Returns :class:`SegmentationResult`."""
+    from .config import ensure_config
+    from .pipeline import OutputSet, stream
+
     t_start = time.perf_counter()
     monitor = ensure(monitor)
-    entry = registry.resolve(model, "MODEL", extra_dirs, task=TASK)
+    config = ensure_config(config)
+    if not outputs or not outputs.get("classes"):
+        raise InputError("no output path given for the class map.", "OUTPUT")
+    outs = OutputSet(config, monitor)
+    outs.add_input("INPUT", [str(p) for p in ([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs or [])
+                             if str(p).strip()])
+    for key, param in (("classes", "OUTPUT"), ("probabilities", "OUTPUT_PROBABILITIES"),
+                       ("confidence", "OUTPUT_CONFIDENCE")):
+        if outputs.get(key):
+            outs.add_output(param, outputs[key])
+    entry = registry.resolve(model, "MODEL", extra_dirs, task=TASK, config=config)
     card = entry.card
     inp, classes = card["input"], card["output"]["classes"]
     monitor.info(f"Model {entry.id} ({entry.origin}): {entry.path}")
-    if not outputs or not outputs.get("classes"):
-        raise InputError("no output path given for the class map.", "OUTPUT")
     datasets, band_lists, matches = open_inputs(inputs, card, bands, monitor)
+    for ds in datasets:
+        outs.add_input("INPUT", ds)
     grid = Grid.of(datasets[0])
     height, width = grid.height, grid.width
 
@@ -249,7 +260,7 @@ def run_segmentation(inputs, model, outputs, bands=None, overlap=None, crop=None
                  f"{plan.overlap} px, border crop {plan.crop} px" + (
                      " (raster smaller than a tile: reflect padding)" if height < th or width < tw else ""))
 
-    runner = ModelRunner(entry, device, threads)
+    runner = ModelRunner(entry, device, threads or config.cpu_threads, config)
     monitor.info(runner.session.describe())
 
     nb, nf, k = len(inp["bands"]), inp["frames"], len(classes)
@@ -268,8 +279,8 @@ def run_segmentation(inputs, model, outputs, bands=None, overlap=None, crop=None
     meta = {"model_id": entry.id, "model_version": card.get("version", ""), "model_source": card.get("source", ""),
             "classes": ", ".join(f"{c['value']}={c['name']}" for c in classes)}
 
-    with OutputSet() as out:
-        w_cls = out.add(RasterWriter(outputs["classes"], grid, 1, np.uint8, CLASS_NODATA, "OUTPUT"))
+    with outs:
+        w_cls = outs.create("OUTPUT", grid, 1, np.uint8, CLASS_NODATA)
         w_cls.set_band_descriptions(["class"])
         w_cls.band(1).SetColorTable(_color_table(classes))
         names = [""] * 256
@@ -280,18 +291,15 @@ def run_segmentation(inputs, model, outputs, bands=None, overlap=None, crop=None
         w_cls.set_metadata(meta)
         w_prob = w_conf = None
         if outputs.get("probabilities"):
-            w_prob = out.add(RasterWriter(outputs["probabilities"], grid, k, np.float32, FLOAT_NODATA,
-                                          "OUTPUT_PROBABILITIES"))
+            w_prob = outs.create("OUTPUT_PROBABILITIES", grid, k, np.float32, FLOAT_NODATA)
             w_prob.set_band_descriptions([c["name"] for c in classes])
             w_prob.set_metadata(meta)
         if outputs.get("confidence"):
-            w_conf = out.add(RasterWriter(outputs["confidence"], grid, 1, np.float32, FLOAT_NODATA,
-                                          "OUTPUT_CONFIDENCE"))
+            w_conf = outs.create("OUTPUT_CONFIDENCE", grid, 1, np.float32, FLOAT_NODATA)
             w_conf.set_band_descriptions(["confidence (max class probability)"])
             w_conf.set_metadata(meta)
 
-        for ri, y0 in enumerate(plan.rows):
-            monitor.check()
+        for ri, y0 in stream(enumerate(plan.rows), monitor):
             ridx = plan.row_index(y0)
             r0, r1 = plan.inside(y0, th, height)
             lo, hi = min(int(ridx.min()), y0 + r0), max(int(ridx.max()) + 1, y0 + r1)
@@ -348,9 +356,8 @@ def run_segmentation(inputs, model, outputs, bands=None, overlap=None, crop=None
                 acc[:, th - n:] = 0.0
                 wsum[th - n:] = 0.0
                 origin = stop
-            monitor.progress((ri + 1) / len(plan.rows))
+        _write_styles(outs, classes)
 
-    _write_styles(outputs, classes)
     result.class_counts = {c["name"]: int(n) for c, n in zip(classes, counts)}
     result.valid_pixels = int(counts.sum())
     result.seconds = time.perf_counter() - t_start

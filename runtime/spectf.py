@@ -12,7 +12,7 @@ Pipeline (one pass, memory bounded by the block budget whatever the scene size):
 
 Pixels where any used band is nodata/NaN/Inf are not computed; they are written as nodata (mask 255,
 float outputs −9999). Outputs are written to temporary files and renamed only when the whole run
-succeeded (:class:`~.raster_io.OutputSet`), so an error or cancellation leaves no output.
+succeeded (:class:`~.pipeline.OutputSet`), so an error or cancellation leaves no output.
 
 Model contract (ONNX): inputs ``spectra`` float32 (N, S) TOA reflectance and ``wavelengths`` float32
 (S,) nm; outputs ``probability`` (N,) cloud probability, ``logits`` (N, 2) and ``attention`` (N, S)
@@ -28,13 +28,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import onnx_backend
+from .config import cpu_cores, ensure_config
 from .errors import InputError, ModelError
 from .monitor import ensure
-from .raster_io import (
-    DEFAULT_BLOCK_BYTES, Grid, OutputSet, RasterWriter, block_rows_for, check_output_path, iter_windows,
-    release_read_cache,
-    open_raster, read_block,
-)
+from .raster_io import Grid, open_raster, read_block
+from .pipeline import OutputSet, stream, strips
 from .spectral import read_spectral_info, write_spectral_metadata
 
 DEFAULT_MODEL = "spectf-cloud-v0.1.0"
@@ -84,7 +82,7 @@ def _looks_like_path(value):
     return value.lower().endswith(".onnx") or os.sep in value or "/" in value or os.path.isfile(value)
 
 
-def resolve_model(value, parameter="MODEL"):
+def resolve_model(value, parameter="MODEL", config=None):
     """``(path, card, id)`` for a registry id (``spectf-cloud-v0.1.0``) or a path to an .onnx file.
 
     Ids go through ``registry.resolve``; a path whose card is missing or unusable is still accepted
@@ -93,13 +91,13 @@ def resolve_model(value, parameter="MODEL"):
 
     value = DEFAULT_MODEL if value in (None, "") else str(value).strip()
     if not _looks_like_path(value):
-        entry = registry.resolve(value, parameter=parameter)
+        entry = registry.resolve(value, parameter=parameter, config=config)
         return str(entry.path), dict(entry.card or {}), entry.id
     path = os.path.abspath(os.path.expanduser(value))
     if not os.path.isfile(path):
         raise InputError(f"model file not found: {path}", parameter)
     try:
-        entry = registry.resolve(path, parameter=parameter)
+        entry = registry.resolve(path, parameter=parameter, config=config)
         return str(entry.path), dict(entry.card or {}), entry.id
     except ModelError:
         return path, {}, os.path.splitext(os.path.basename(path))[0]
@@ -116,27 +114,28 @@ class SpectfModel:
     ``threshold`` (card value or 0.5), ``drop_ranges_nm``, ``trained_wavelengths_nm`` (or None),
     ``recommended_batch_size``, ``fixed_bands`` (S when the ONNX input has a fixed band count)."""
 
-    def __init__(self, path, card=None, model_id=None, device="auto", threads=None, parameter="MODEL"):
+    def __init__(self, path, card=None, model_id=None, device="auto", threads=None, parameter="MODEL", config=None):
         self.parameter = parameter
+        self._config = config
         self._threads = threads
         self._probability_session = None
         self._pool, self._pool_workers = None, 0
         self._pool_lock = threading.Lock()
-        self.session = onnx_backend.load_session(path, device, threads, parameter)
+        self.session = onnx_backend.load_session(path, device, threads, parameter, config=config)
         self.path = self.session.path
         self.card = dict(card) if card else _card_from_file(self.path, self.session)
         self.id = model_id or self.card.get("id") or os.path.splitext(os.path.basename(self.path))[0]
         self._validate()
 
     @classmethod
-    def load(cls, model, device="auto", threads=None, parameter="MODEL"):
+    def load(cls, model, device="auto", threads=None, parameter="MODEL", config=None):
         """From a registry id, a path, a registry entry (``.path``/``.card``/``.id``) or a SpectfModel."""
         if isinstance(model, cls):
             return model
         if hasattr(model, "path") and hasattr(model, "card"):
-            return cls(model.path, model.card, getattr(model, "id", None), device, threads, parameter)
-        path, card, model_id = resolve_model(model, parameter)
-        return cls(path, card, model_id, device, threads, parameter)
+            return cls(model.path, model.card, getattr(model, "id", None), device, threads, parameter, config)
+        path, card, model_id = resolve_model(model, parameter, config)
+        return cls(path, card, model_id, device, threads, parameter, config)
 
     def _validate(self):
         s = self.session
@@ -195,14 +194,15 @@ class SpectfModel:
                 path = os.path.join(os.path.dirname(self.path), rel)
                 if os.path.isfile(path):
                     self._probability_session = onnx_backend.load_session(
-                        path, self.session.device, self._threads, self.parameter)
+                        path, self.session.device, self._threads, self.parameter, config=self._config)
         return self._probability_session
 
     def _workers(self):
         """CPU worker threads for data-parallel inference (1 on CUDA)."""
         if self.session.device != "cpu":
             return 1
-        return max(1, int(self._threads or onnx_backend.default_threads()))
+        threads = int(self._threads or onnx_backend.default_threads(self._config))
+        return max(1, min(threads, cpu_cores()))  # never more workers than cores
 
     def _single_threaded(self, session):
         """The same graph with one intra-op thread, for one-run-per-core data parallelism."""
@@ -366,13 +366,6 @@ def _toa_converter(ds, bands, observation, irradiance, solar_zenith, earth_sun_d
                                parameters={"INPUT": names["input"], "OBSERVATION": names["observation"]})
 
 
-def _block_budget(block_bytes):
-    if block_bytes:
-        return int(block_bytes)
-    env = os.environ.get("SPECTRALTF_BLOCK_MB", "")
-    return int(float(env) * 1024 * 1024) if env.replace(".", "", 1).isdigit() and float(env) > 0 else DEFAULT_BLOCK_BYTES
-
-
 # ---------------------------------------------------------------------------------------------
 # the streaming pipeline
 # ---------------------------------------------------------------------------------------------
@@ -433,7 +426,7 @@ def _check_outputs(outputs):
 
 def run_spectf(input_ds, model=DEFAULT_MODEL, outputs=None, input_type="auto", observation=None,
                irradiance=None, solar_zenith=None, earth_sun_distance=None, threshold=None, device="auto",
-               batch_size=None, monitor=None, block_bytes=None, parameters=None):
+               batch_size=None, monitor=None, block_bytes=None, parameters=None, config=None):
     """Run SpecTf over a raster, streaming blocks; write the requested outputs.
 
     Parameters
@@ -450,9 +443,10 @@ def run_spectf(input_ds, model=DEFAULT_MODEL, outputs=None, input_type="auto", o
         ToaConverter for radiance input.
     threshold : cloud when probability ≥ threshold; default the card's, must lie in (0, 1).
     device : auto | cpu | cuda.  batch_size : spectra per ONNX call (default card or 256).
-    block_bytes : input block budget in bytes (default SPECTRALTF_BLOCK_MB or 64 MiB).
+    block_bytes : input block budget in bytes (default: the config's block budget).
     parameters : optional mapping from argument / output keys to the Processing parameter names
         used in error messages (:data:`DEFAULT_PARAMETER_NAMES`, e.g. ``{"attention": "OUTPUT"}``).
+    config : :class:`~.config.RuntimeConfig` (threads, device for auto, block budget, compression).
 
     Returns a :class:`SpectfResult`.
     """
@@ -460,9 +454,11 @@ def run_spectf(input_ds, model=DEFAULT_MODEL, outputs=None, input_type="auto", o
     names.update(parameters or {})
     tap = _WarnTap(ensure(monitor))
     monitor = tap
+    config = ensure_config(config)
     outputs = _check_outputs(outputs)
+    outs = OutputSet(config, monitor)
     for key, path in outputs.items():
-        check_output_path(path, names[key])
+        outputs[key] = outs.add_output(names[key], path)
 
     # -- cheap parameter checks first (no file opened yet) ----------------------------------------
     if threshold is not None:
@@ -481,6 +477,10 @@ def run_spectf(input_ds, model=DEFAULT_MODEL, outputs=None, input_type="auto", o
                          names["device"])
 
     ds = open_raster(input_ds, names["input"]) if isinstance(input_ds, (str, os.PathLike)) else input_ds
+    outs.add_input(names["input"], ds)
+    outs.add_input(names["observation"], observation)
+    if isinstance(irradiance, (str, os.PathLike)):
+        outs.add_input("IRRADIANCE", str(irradiance))
     info = read_spectral_info(ds)
     if not info.has_wavelengths:
         raise InputError(
@@ -488,7 +488,8 @@ def run_spectf(input_ds, model=DEFAULT_MODEL, outputs=None, input_type="auto", o
             "metadata (ENVI header 'wavelength', GDAL band 'wavelength' or CENTRAL_WAVELENGTH_UM, or band "
             "names such as '450.2 nm').", names["input"])
 
-    spectf = SpectfModel.load(model, device=device, parameter=names["model"])
+    spectf = SpectfModel.load(model, device=device, threads=config.cpu_threads, parameter=names["model"],
+                              config=config)
     monitor.info(f"Model: {spectf.id} ({spectf.path}).")
     monitor.info(spectf.session.describe())
     if "attention" in outputs or "top_wavelength" in outputs:
@@ -543,17 +544,17 @@ def run_spectf(input_ds, model=DEFAULT_MODEL, outputs=None, input_type="auto", o
                           batch_size=batch_size, provider=spectf.session.active_provider,
                           wavelengths_nm=used_wl, band_indices=band_idx + 1)
     _stream(ds, spectf, converter, band_idx, used_wl, outputs, threshold, batch_size, monitor,
-            _block_budget(block_bytes), result, info, names)
+            int(block_bytes or config.block_bytes), result, info, names, outs)
     result.warnings = tap.warnings
     return result
 
 
 def _open_writers(outs, grid, outputs, used_wl, info, band_idx, spectf, threshold, kind, names):
-    """Create the requested writers inside the :class:`OutputSet` ``outs``."""
+    """Create the requested writers inside the :class:`~.pipeline.OutputSet` ``outs``."""
     writers = {}
     common = {"model": spectf.id, "threshold": f"{threshold:g}", "input_type": kind}
     if "mask" in outputs:
-        w = outs.add(RasterWriter(outputs["mask"], grid, 1, np.uint8, MASK_NODATA, names["mask"]))
+        w = outs.create(names["mask"], grid, 1, np.uint8, MASK_NODATA)
         from osgeo import gdal
 
         ct = gdal.ColorTable()
@@ -566,20 +567,18 @@ def _open_writers(outs, grid, outputs, used_wl, info, band_idx, spectf, threshol
         w.set_metadata(common)
         writers["mask"] = w
     if "probability" in outputs:
-        w = outs.add(RasterWriter(outputs["probability"], grid, 1, np.float32, FLOAT_NODATA, names["probability"]))
+        w = outs.create(names["probability"], grid, 1, np.float32, FLOAT_NODATA)
         w.set_band_descriptions(["cloud probability"])
         w.set_metadata(common)
         writers["probability"] = w
     if "attention" in outputs:
-        w = outs.add(RasterWriter(outputs["attention"], grid, used_wl.size, np.float32, FLOAT_NODATA,
-                                  names["attention"]))
+        w = outs.create(names["attention"], grid, used_wl.size, np.float32, FLOAT_NODATA)
         fwhm = info.fwhm_nm[band_idx] if info.fwhm_nm is not None else None
         write_spectral_metadata(w.ds, used_wl, fwhm)
         w.set_metadata(dict(common, content="attention each band token receives (mean over heads and queries)"))
         writers["attention"] = w
     if "top_wavelength" in outputs:
-        w = outs.add(RasterWriter(outputs["top_wavelength"], grid, 1, np.float32, FLOAT_NODATA,
-                                  names["top_wavelength"]))
+        w = outs.create(names["top_wavelength"], grid, 1, np.float32, FLOAT_NODATA)
         w.set_band_descriptions(["most-attended wavelength (nm)"])
         w.set_metadata(common)
         writers["top_wavelength"] = w
@@ -587,24 +586,24 @@ def _open_writers(outs, grid, outputs, used_wl, info, band_idx, spectf, threshol
 
 
 def _stream(ds, spectf, converter, band_idx, used_wl, outputs, threshold, batch_size, monitor, budget, result,
-            info, names):
+            info, names, outs):
     grid = Grid.of(ds)
     bands = (band_idx + 1).tolist()
     want_att = "attention" in outputs or "top_wavelength" in outputs
     # float32 values held per pixel: block of used bands + converted copy + pixel matrix
     # (+ attention matrix and attention block); the budget bounds all of them together.
     per_pixel = band_idx.size * (5 if want_att else 3)
-    rows = block_rows_for(grid.width, per_pixel, 4, budget, align=16)
-    windows = iter_windows(grid.width, grid.height, max(1, rows))
+    windows = strips(grid.width, grid.height, per_pixel, budget, align=16)
     wl32 = used_wl.astype(np.float32)
     total = float(grid.width * grid.height)
-    monitor.info(f"Streaming {len(windows)} block(s) of up to {rows} rows; batch size {batch_size}.")
+    monitor.info(f"Streaming {len(windows)} block(s) of up to {windows[0].ysize if windows else 0} rows; "
+                 f"batch size {batch_size}.")
     done = 0
-    with OutputSet() as outs:
+    with outs:
         writers = _open_writers(outs, grid, outputs, used_wl, info, band_idx, spectf, threshold,
                                 result.input_type, names)
-        for window in windows:
-            monitor.check()
+        observation = converter.observation_ds if converter is not None else None
+        for window in stream(windows, monitor, release=(ds, observation)):
             values, valid = read_block(ds, window, bands)  # used bands only, NaN at nodata
             if converter is not None:
                 values = converter.convert(window, values)
@@ -650,32 +649,31 @@ def _stream(ds, spectf, converter, band_idx, used_wl, outputs, threshold, batch_
                     result.top_wavelength_range = (lo, hi) if old is None else (min(old[0], lo), max(old[1], hi))
                 writers["top_wavelength"].write(window, block)
             done += window.xsize * window.ysize
-            monitor.progress(done / total)
-            release_read_cache(ds, window)
-            if converter is not None:
-                release_read_cache(converter.observation_ds, window)
-        monitor.check()
-    _write_styles(outputs, result)
+        _write_styles(outs, outputs, names, result)
     monitor.info(f"Valid pixels: {result.valid_pixels}; cloud: {result.cloud_pixels} "
                  f"({100 * result.cloud_fraction:.1f} %).")
 
 
-def _write_styles(outputs, result=None):
-    """QML styles beside the outputs (QGIS loads ``out.qml`` for ``out.tif`` automatically)."""
+def _write_styles(outs, outputs, names, result=None):
+    """QML styles of the outputs, staged with them in ``outs`` (QGIS loads ``out.qml`` for ``out.tif``)."""
     from . import styles
 
     if "mask" in outputs:
-        styles.write_class_qml(styles.qml_path_for(outputs["mask"]),
+        styles.write_class_qml(outs.style_path(names["mask"]),
                                [(MASK_CLEAR, "clear", (0, 0, 0, 0)), (MASK_CLOUD, "cloud", (255, 255, 255, 255)),
                                 (MASK_NODATA, "no data", (0, 0, 0, 0))])
     if "probability" in outputs:
-        styles.write_pseudocolor_qml(styles.qml_path_for(outputs["probability"]), 0.0, 1.0, ramp="greys")
+        styles.write_pseudocolor_qml(outs.style_path(names["probability"]), 0.0, 1.0, ramp="greys")
+    if "attention" in outputs and result is not None:
+        # uniform attention is 1/S per band: 0 … 2/S spans "less" to "twice as much as uniform"
+        styles.write_pseudocolor_qml(outs.style_path(names["attention"]), 0.0,
+                                     2.0 / max(1, len(result.wavelengths_nm)), ramp="magma")
     if "top_wavelength" in outputs:
         lo, hi = (result.top_wavelength_range if result is not None and result.top_wavelength_range
                   else (400.0, 2500.0))
         if hi - lo < 1.0:
             lo, hi = lo - 5.0, hi + 5.0
-        styles.write_pseudocolor_qml(styles.qml_path_for(outputs["top_wavelength"]), lo, hi, ramp="turbo")
+        styles.write_pseudocolor_qml(outs.style_path(names["top_wavelength"]), lo, hi, ramp="turbo")
 
 
 def predict_spectra(model, spectra, wavelengths_nm, batch_size=None, attention=False, device="auto"):

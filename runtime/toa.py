@@ -405,32 +405,35 @@ def _scan_observation(obs, parameter, monitor, block_bytes=None):
     return mean
 
 
-def _block_budget():
-    mb = os.environ.get("SPECTRALTF_BLOCK_MB")
-    try:
-        return int(float(mb) * 1024 * 1024) if mb else raster_io.DEFAULT_BLOCK_BYTES
-    except ValueError:
-        return raster_io.DEFAULT_BLOCK_BYTES
-
-
 def toa_reflectance(input_path, output_path, observation=None, irradiance=None, solar_zenith=None,
-                    earth_sun_distance=None, radiance_units="auto", monitor=None, block_bytes=None):
+                    earth_sun_distance=None, radiance_units="auto", monitor=None, block_bytes=None, config=None):
     """Convert a radiance raster to a float32 TOA reflectance raster (same grid, nodata −9999,
-    wavelength/fwhm/bbl preserved), streaming by blocks. Returns a summary dict (``output``,
-    ``bands``, ``earth_sun_distance``, ``solar_zenith``, ``valid_pixels``, ``notes``)."""
+    wavelength/fwhm/bbl preserved), streaming by blocks (``block_bytes``, default the config's
+    block budget). Returns a summary dict (``output``, ``bands``, ``earth_sun_distance``,
+    ``solar_zenith``, ``valid_pixels``, ``notes``)."""
+    from .config import ensure_config
+    from .pipeline import OutputSet, stream, strips
+    from .spectral import write_spectral_metadata
+
     monitor = ensure(monitor)
-    output_path = raster_io.check_output_path(output_path, "OUTPUT")
+    config = ensure_config(config)
     ds = _as_dataset(input_path, "INPUT")
     if ds is None:
         raise InputError("no radiance raster given.", "INPUT")
+    outs = OutputSet(config, monitor)
+    outs.add_input("INPUT", ds)
+    outs.add_input("OBSERVATION", observation)
+    if isinstance(irradiance, (str, os.PathLike)):
+        outs.add_input("IRRADIANCE", str(irradiance))
+    output_path = outs.add_output("OUTPUT", output_path)
     conv = ToaConverter.create(ds, observation, irradiance, solar_zenith, earth_sun_distance, radiance_units, monitor)
     grid = raster_io.Grid.of(ds)
     nb = len(conv.bands)
-    budget = block_bytes or _block_budget()
+    budget = block_bytes or config.block_bytes
     valid_pixels = 0
-    with raster_io.RasterWriter(output_path, grid, nb, np.float32, NODATA, "OUTPUT", block_budget=budget) as writer:
-        from .spectral import write_spectral_metadata
-
+    with outs:
+        writer = outs.create("OUTPUT", grid, nb, np.float32, NODATA,
+                             tile=raster_io.tile_size_for(grid.width, nb, 4, budget))
         write_spectral_metadata(writer.ds, conv.wavelength_nm, conv.fwhm_nm, conv.bbl)
         writer.set_metadata({
             "processing": "TOA reflectance = pi * L * d^2 / (E_sun * cos(solar zenith))",
@@ -438,18 +441,13 @@ def toa_reflectance(input_path, output_path, observation=None, irradiance=None, 
             "solar_zenith_deg": "per pixel (OBS band 5)" if conv.solar_zenith is None else f"{conv.solar_zenith:.5f}",
             "solar_spectrum": os.path.basename(str(getattr(irradiance, "source", irradiance) or solar.DEFAULT_SPECTRUM)),
         })
-        rows = raster_io.block_rows_for(grid.width, nb + 2, 4, budget, align=writer.tile)
-        windows = raster_io.iter_windows(grid.width, grid.height, rows)
-        for i, win in enumerate(windows):
-            monitor.check()
+        windows = strips(grid.width, grid.height, nb + 2, budget, align=writer.tile)
+        for win in stream(windows, monitor, release=(ds, conv.observation_ds)):
             rad, valid = raster_io.read_block(ds, win, conv.bands)
             rho = conv.convert(win, rad)
             ok = valid & np.all(np.isfinite(rho), axis=0)
             rho[:, ~ok] = NODATA
             valid_pixels += int(ok.sum())
             writer.write(win, rho)
-            raster_io.release_read_cache(ds, win)
-            raster_io.release_read_cache(conv.observation_ds, win)
-            monitor.progress((i + 1) / len(windows))
     return {"output": output_path, "bands": nb, "earth_sun_distance": conv.earth_sun_distance,
             "solar_zenith": conv.solar_zenith, "valid_pixels": valid_pixels, "notes": conv.notes}

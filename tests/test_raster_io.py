@@ -7,7 +7,8 @@ from osgeo import gdal
 
 from spectral_transformers.runtime import raster_io
 from spectral_transformers.runtime.errors import Cancelled, InputError
-from spectral_transformers.runtime.raster_io import Grid, OutputSet, RasterWriter, Window
+from spectral_transformers.runtime.pipeline import OutputSet
+from spectral_transformers.runtime.raster_io import Grid, Window
 from support import shared
 
 
@@ -58,7 +59,10 @@ def test_writer_commits_atomically_with_georeferencing(tmp_path):
     src = raster_io.open_raster(shared("aviris-ng", "ang20160910t185702_rdn.img"))
     grid = Grid.of(src)
     out = tmp_path / "r.tif"
-    with RasterWriter(out, grid, 2, np.float32, nodata=-9999) as w:
+    outs = OutputSet()
+    outs.add_output("OUTPUT", out)
+    with outs:
+        w = outs.create("OUTPUT", grid, 2, np.float32, nodata=-9999)
         for win in raster_io.iter_windows(grid.width, grid.height, 7):
             w.write(win, np.full((2, win.ysize, win.xsize), win.yoff, np.float32))
             assert not out.exists()  # nothing at the destination until complete
@@ -67,15 +71,18 @@ def test_writer_commits_atomically_with_georeferencing(tmp_path):
     assert ds.GetRasterBand(1).GetNoDataValue() == -9999
     assert ds.GetRasterBand(2).ReadAsArray()[8, 0] == 7
     assert ds.GetMetadata("IMAGE_STRUCTURE")["COMPRESSION"] in ("ZSTD", "DEFLATE")
-    assert [f for f in os.listdir(tmp_path) if "partial" in f] == []
+    assert os.listdir(tmp_path) == ["r.tif"]  # no staging folder left
 
 
 def test_failure_leaves_no_file(tmp_path):
     out = tmp_path / "a.tif"
+    outs = OutputSet()
+    outs.add_output("OUTPUT", out)
+    outs.add_output("OUTPUT_B", tmp_path / "b.tif")
     with pytest.raises(Cancelled):
-        with OutputSet() as outputs:
-            outputs.add(RasterWriter(out, Grid(4, 4), 1))
-            outputs.add(RasterWriter(tmp_path / "b.tif", Grid(4, 4), 1))
+        with outs:
+            outs.create("OUTPUT", Grid(4, 4), 1)
+            outs.create("OUTPUT_B", Grid(4, 4), 1)
             raise Cancelled()
     assert os.listdir(tmp_path) == []
 
@@ -83,8 +90,11 @@ def test_failure_leaves_no_file(tmp_path):
 def test_existing_output_is_kept_until_the_new_one_is_complete(tmp_path):
     out = tmp_path / "a.tif"
     raster_io.write_array(out, np.ones((2, 2), np.float32))
+    outs = OutputSet()
+    outs.add_output("OUTPUT", out)
     with pytest.raises(RuntimeError):
-        with RasterWriter(out, Grid(2, 2), 1) as w:
+        with outs:
+            w = outs.create("OUTPUT", Grid(2, 2), 1)
             w.write(Window(0, 0, 2, 2), np.zeros((1, 2, 2), np.float32))
             raise RuntimeError("boom")
     assert gdal.Open(str(out)).ReadAsArray().tolist() == [[1, 1], [1, 1]]
@@ -96,7 +106,7 @@ def test_existing_output_is_kept_until_the_new_one_is_complete(tmp_path):
 ])
 def test_output_path_errors_name_the_parameter(path, message):
     with pytest.raises(InputError, match=f"OUTPUT: .*{message}"):
-        raster_io.check_output_path(path)
+        OutputSet().add_output("OUTPUT", path)
 
 
 def test_unwritable_folder(tmp_path):
@@ -106,7 +116,7 @@ def test_unwritable_folder(tmp_path):
     ro.mkdir()
     ro.chmod(0o500)
     with pytest.raises(InputError, match="not writable"):
-        raster_io.check_output_path(ro / "x.tif")
+        OutputSet().add_output("OUTPUT", ro / "x.tif")
 
 
 def test_open_raster_errors(tmp_path):
