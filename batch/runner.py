@@ -43,6 +43,8 @@ class Progress:
     """Progress bar on a terminal (one line redrawn), one line per scene otherwise (logs): scenes
     finished / total, done, failed, skipped, rate and ETA. Failures are always printed in full."""
 
+    LOG_EVERY = 10.0
+
     def __init__(self, total, stream=None, tty=None, width=28):
         self.total = max(0, int(total))
         self.stream = stream or sys.stderr
@@ -51,6 +53,7 @@ class Progress:
         self.counts = {manifest.DONE: 0, manifest.FAILED: 0, manifest.SKIPPED: 0}
         self.start = time.perf_counter()
         self.computed = 0  # scenes that ran (not skipped), for the rate and the ETA
+        self._logged = float("-inf")
 
     def line(self):
         finished = sum(self.counts.values())
@@ -81,7 +84,11 @@ class Progress:
     def draw(self):
         if self.tty:
             self.stream.write("\r\033[2K" + self.line())
-        else:
+        else:  # logs: the bar at most every LOG_EVERY seconds, and at the end
+            finished = sum(self.counts.values()) >= self.total
+            if not finished and time.perf_counter() - self._logged < self.LOG_EVERY:
+                return
+            self._logged = time.perf_counter()
             self.stream.write(self.line() + "\n")
         self.stream.flush()
 
@@ -144,7 +151,7 @@ def _retries_of(client, key):
 
 
 def _killed_message(exc, retries):
-    tries = f"{retries + 1} times" if retries is not None else "too many times"
+    tries = (f"{retries + 1} time{'s' if retries else ''}" if retries is not None else "too many times")
     return (f"the worker running this scene died {tries} (killed, or over its memory limit); gave up "
             f"(--retries {retries if retries is not None else '?'}). {type(exc).__name__}")
 

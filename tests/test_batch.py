@@ -356,3 +356,17 @@ def test_toa_and_segment_match_qgis_process_on_qgis_free_workers(client, tmp_pat
         assert not {"qgis", "PyQt5", "PyQt6", "processing"} & set(mods)
     used = client.run(worker.onnx_threads)
     assert set().union(*used.values()) == {cluster.local_threads(2)}, used
+
+
+def test_progress_lines_for_logs():
+    import io
+
+    buf = io.StringIO()
+    progress = runner.Progress(3, buf, tty=False)
+    for status, name in (("done", "a"), ("failed", "b"), ("skipped", "c")):
+        progress.update({"name": name, "status": status, "error": "INPUT: bad" if status == "failed" else None,
+                         "seconds": 1.5})
+    lines = buf.getvalue().splitlines()
+    assert lines[:3] == ["done a (1.5 s)", "FAILED b: INPUT: bad", "skipped c"]
+    assert lines[-1].startswith("[" + "#" * 28 + "] 3/3 scenes | done 1 failed 1 skipped 1 |")
+    assert lines[-1].endswith("ETA 0:00:00")
