@@ -153,7 +153,7 @@ def _retries_of(client, key):
 def _killed_message(exc, retries):
     tries = (f"{retries + 1} time{'s' if retries else ''}" if retries is not None else "too many times")
     return (f"the worker running this scene died {tries} (killed, or over its memory limit); gave up "
-            f"(--retries {retries if retries is not None else '?'}). {type(exc).__name__}")
+            f"(--retries {retries if retries is not None else '?'}).")
 
 
 def run_batch(task, scenes, output_dir, client, threads=None, threads_by_worker=None, retries=None,
