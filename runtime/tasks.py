@@ -35,7 +35,7 @@ def toareflectance(config, monitor, input, output, observation=None, irradiance=
 
     summary = toa.toa_reflectance(input, output, observation=observation, irradiance=irradiance,
                                   solar_zenith=solar_zenith, earth_sun_distance=earth_sun_distance,
-                                  radiance_units=radiance_units, monitor=monitor)
+                                  radiance_units=radiance_units, monitor=monitor, config=config)
     monitor.info(f"Wrote {summary['bands']} bands, {summary['valid_pixels']} valid pixels to {summary['output']}.")
     return {"OUTPUT": summary["output"], "_result": summary}
 
@@ -49,7 +49,7 @@ def cloudmask(config, monitor, input, mask, model, input_type="auto", observatio
         input, model=model, outputs={"mask": mask, "probability": probability}, input_type=input_type,
         observation=observation, irradiance=irradiance, solar_zenith=solar_zenith,
         earth_sun_distance=earth_sun_distance, threshold=threshold, device=device, batch_size=batch_size,
-        monitor=monitor)
+        monitor=monitor, config=config)
     return {"OUTPUT": mask, "OUTPUT_PROBABILITY": probability, "CLOUD_FRACTION": result.cloud_fraction,
             "VALID_PIXELS": result.valid_pixels, "CLOUD_PIXELS": result.cloud_pixels, "_result": result}
 
@@ -61,7 +61,7 @@ def segment(config, monitor, classes, model, input=None, series=(), bands=None, 
     result = segmentation.run_segmentation(
         _inputs(input, series), model, {"classes": classes, "probabilities": probabilities, "confidence": confidence},
         bands=bands or None, overlap=overlap, batch_size=batch_size, device=device, threads=_threads(config),
-        monitor=monitor, extra_dirs=_model_dirs(config) or None)
+        monitor=monitor, extra_dirs=_model_dirs(config) or None, config=config)
     return {"OUTPUT": classes, "OUTPUT_PROBABILITIES": probabilities, "OUTPUT_CONFIDENCE": confidence,
             "VALID_PIXELS": result.valid_pixels, "CLASS_COUNTS": json.dumps(result.class_counts),
             "PROVIDER": result.provider, "_result": result}
@@ -73,7 +73,7 @@ def attentionmaps(config, monitor, output, model, input=None, series=(), device=
     from . import ltae, styles
 
     paths = _inputs(input, series)
-    mode, path, card = ltae.resolve_attention_model(model, device, threads=_threads(config))
+    mode, path, card = ltae.resolve_attention_model(model, device, threads=_threads(config), config=config)
     monitor.info(f"Model {card.get('id', path)}: {'band (SpecTf)' if mode == 'spectral' else 'temporal (L-TAE)'} "
                  "attention.")
     results = {"OUTPUT": output, "_mode": mode}
@@ -92,7 +92,7 @@ def attentionmaps(config, monitor, output, model, input=None, series=(), device=
         result = spectf.run_spectf(
             paths[0], model=path, outputs=outputs, input_type=input_type, observation=observation,
             irradiance=irradiance, device=device, batch_size=batch_size, monitor=monitor,
-            parameters={"attention": "output"})
+            parameters={"attention": "output"}, config=config)
         try:
             styles.write_pseudocolor_qml(styles.qml_path_for(output), 0.0,
                                          2.0 / max(1, len(result.wavelengths_nm)), ramp="magma")
@@ -107,7 +107,7 @@ def attentionmaps(config, monitor, output, model, input=None, series=(), device=
                 monitor.warn(f"{name} applies to SpecTf models only; ignored.")
         result = ltae.temporal_attention(paths, path, output, dates_text=dates_text, output_heads=heads,
                                          output_classes=classes, device=device, threads=_threads(config),
-                                         batch_size=batch_size or 4096, monitor=monitor, card=card)
+                                         batch_size=batch_size or 4096, monitor=monitor, card=card, config=config)
         if heads:
             results["OUTPUT_HEADS"] = heads
         if classes:
@@ -123,7 +123,7 @@ def orthorectify(config, monitor, input, output, glt=None):
     if not source:
         raise InputError("no geometry lookup table given; choose the EMIT netCDF of the scene "
                          "(it holds location/glt_x, glt_y).", "glt")
-    glt_mod.orthorectify(input, source, output, monitor)
+    glt_mod.orthorectify(input, source, output, monitor, config=config)
     return {"OUTPUT": output}
 
 
