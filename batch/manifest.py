@@ -2,10 +2,11 @@
 
 Fields: ``name``, ``status`` (``done`` | ``failed`` | ``skipped``), ``outputs`` (destination parameter
 → path, the files the scene wrote), ``error`` (one line, for failed scenes, else null), ``seconds``
-(wall time of the scene on its worker; 0 for skipped), ``algorithm``, ``parameters`` (the values
+(wall time of the scene on its worker; 0 for skipped), ``cpu_seconds`` (CPU time of the worker
+process meanwhile, all threads), ``algorithm``, ``parameters`` (the values
 used, outputs included), ``fingerprint`` (hash of algorithm and parameters), ``files`` (path →
-size in bytes and mtime in ns when written), ``attempts`` (times the scene was started: more than 1
-when a worker died under it), ``worker``, ``warnings``, ``results`` (numbers the task returns) and
+size in bytes and mtime in ns when written), ``resubmitted`` (times the scheduler gave the scene to another worker
+after the one holding it died), ``worker``, ``warnings``, ``results`` (numbers the task returns) and
 ``finished`` (UTC ISO time).
 
 Skip rule: a scene is skipped when its latest ``done``/``skipped`` record has the same algorithm

@@ -148,7 +148,7 @@ def read_scenes(csv_path, task, overrides, output_dir, cwd=None):
             and not any(params[c].kind in ("raster", "rasters") for c in columns if c in params):
         raise UsageError(f"{label}: no NAME or INPUT column to name the scenes by.")
 
-    scenes, seen = [], {}
+    scenes, seen, writers = [], {}, {}
     for line, cells in body:
         if len(cells) > len(columns):
             raise UsageError(f"{label}, line {line}: {len(cells)} values for {len(columns)} columns.")
@@ -178,6 +178,12 @@ def read_scenes(csv_path, task, overrides, output_dir, cwd=None):
             elif p.kind == "output_raster":
                 outputs[p.name] = os.path.join(output_dir, f"{name}_{p.name.lower()}.tif")
                 given[p.name] = outputs[p.name]
+        for p_name, path in outputs.items():
+            other = writers.get(os.path.normpath(path))
+            if other:
+                raise UsageError(f"{label}, lines {other[0]} and {line}: {other[1]} and {p_name} are both {path}; "
+                                 "every output needs its own file.")
+            writers[os.path.normpath(path)] = (line, p_name)
         raw = {k: v for k, v in given.items() if k in params}
         scenes.append(Scene(name, raw, outputs, line))
     return scenes

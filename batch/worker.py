@@ -42,7 +42,7 @@ def run_scene(job):
     ``fingerprint``, ``threads`` (ONNX Runtime threads: they win) or ``threads_by_worker`` (worker address
 → threads: a default the worker's ``SPECTRALTF_THREADS`` overrides). Returns the manifest record.
 (Temporaries of an attempt killed before this one are removed by the runtime's output set.)"""
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     task = tasks.get_task(job["algorithm"])
     monitor = SceneMonitor()
     record = {"name": job["name"], "status": manifest.FAILED, "outputs": {}, "error": None, "seconds": 0.0,
@@ -65,6 +65,7 @@ def run_scene(job):
             record["results"] = {k: v for k, v in result.items()
                                  if k not in job["outputs"] and not k.startswith("_") and isinstance(v, (int, float, str, bool))}
     record["seconds"] = round(time.perf_counter() - started, 3)
+    record["cpu_seconds"] = round(time.process_time() - cpu_started, 3)  # this worker process, all its threads
     record["warnings"] = monitor.warnings
     return record
 

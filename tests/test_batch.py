@@ -94,6 +94,7 @@ def test_csv_names_paths_outputs_and_overrides(tmp_path):
     (["INPUT"], [], {}, "no scenes"),
     (["NAME", "INPUT"], [["../up", "a.img"]], {}, "cannot be a scene name"),
     (["INPUT"], [["a.img", "b.img"]], {}, "2 values for 1 columns"),
+    (["INPUT", "OUTPUT"], [["a.img", "same.tif"], ["b.img", "same.tif"]], {}, "OUTPUT and OUTPUT are both"),
 ])
 def test_csv_mistakes_are_usage_errors(tmp_path, header, rows, overrides, expected):
     lst = write_csv(tmp_path / "list.csv", header, rows)
