@@ -373,3 +373,43 @@ def test_progress_lines_for_logs():
     assert len(lines) == 5  # the bar after the first scene, then at most every 10 s, and at the end
     assert lines[-1].startswith("[" + "#" * 28 + "] 3/3 scenes | done 1 failed 1 skipped 1 |")
     assert lines[-1].endswith("ETA 0:00:00")
+
+
+@pytest.mark.slow
+def test_scheduler_address_uses_an_existing_cluster(client, tmp_path):
+    (name, rdn, obs), = batch_scenes.emit_scenes(str(tmp_path), [("only", 0, 6)])
+    lst = write_csv(tmp_path / "list.csv", ["NAME", "INPUT", "OBSERVATION"], [[name, rdn, obs]])
+    address = client.scheduler.address
+    assert address.startswith("tcp://127.0.0.1:")
+    rc, log = run_cli("run", "toareflectance", "--inputs", lst, "--output-dir", tmp_path / "out", "--scheduler", address,
+                      "--retries", "1")
+    assert rc == 0, log
+    assert f"Connected to {address}: 2 worker(s)." in log and "Starting a local Dask cluster" not in log
+    (rec,) = records(tmp_path / "out")
+    assert rec["status"] == "done" and rec["worker"] in client.scheduler_info(n_workers=-1)["workers"]
+    assert os.path.isfile(rec["outputs"]["OUTPUT"])
+
+
+def test_one_thread_spectf_runs_small_chunks_with_identical_results(monkeypatch):
+    """A batch worker has one ONNX Runtime thread: SpecTf then still runs CPU_CHUNK spectra per call
+    (the fast path of the multi-threaded case, ~25 % less CPU than one call per batch), with the same
+    probabilities as two threads."""
+    from spectral_transformers.runtime import spectf
+    from support import built_model
+
+    built_model("spectf-cloud-v0.1.0")
+    rng = np.random.default_rng(1)
+    spectra = rng.uniform(0.05, 0.6, (64, 268)).astype(np.float32)
+    wl = np.linspace(410, 2450, 268).astype(np.float32)
+    probs = {}
+    for threads in (1, 2):
+        model = spectf.SpectfModel.load("spectf-cloud-v0.1.0", device="cpu", threads=threads)
+        single = model._single_threaded(model.probability_session())  # noqa: SLF001
+        sizes = []
+        real_run = single.run
+        monkeypatch.setattr(single, "run", lambda names, feeds, *a: sizes.append(len(feeds["spectra"]))
+                            or real_run(names, feeds, *a))
+        probs[threads], _ = model.predict(spectra, wl)
+        monkeypatch.undo()
+        assert set(sizes) == {spectf.CPU_CHUNK} and sum(sizes) == 64, (threads, sizes)
+    np.testing.assert_array_equal(probs[1], probs[2])
