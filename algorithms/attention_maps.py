@@ -4,16 +4,14 @@ attention (L-TAE), chosen by the model's card. Thin adapter over :mod:`..runtime
 from qgis.core import (
     QgsProcessing,
     QgsProcessingParameterFile,
-    QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
-    QgsProcessingParameterRasterLayer,
     QgsProcessingParameterString,
 )
 
 from ..runtime import onnx_backend
 from ..runtime.errors import InputError
-from .base import SpectralAlgorithm, enum_value, static_enum
+from .base import RasterParameter, RastersParameter, SpectralAlgorithm, enum_value, static_enum
 from .output_styles import style_output
 
 INPUT_TYPES = ("auto", "radiance", "reflectance")
@@ -40,7 +38,7 @@ class AttentionMapsAlgorithm(SpectralAlgorithm):
     DEFAULT_MODEL = "spectf-cloud-v0.1.0"
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        self.addParameter(QgsProcessingParameterMultipleLayers(
+        self.addParameter(RastersParameter(
             self.INPUT, "Input raster(s): one spectral image (SpecTf) or one raster per date / one stack (L-TAE)",
             QgsProcessing.TypeRaster))
         self.addParameter(QgsProcessingParameterString(
@@ -50,7 +48,7 @@ class AttentionMapsAlgorithm(SpectralAlgorithm):
             self.DATES, "Acquisition dates, comma-separated ISO (L-TAE; default: raster metadata or file names)",
             optional=True))
         self.addParameter(static_enum(self.INPUT_TYPE, "Input type (SpecTf only)", INPUT_TYPES, "auto"))
-        self.addParameter(QgsProcessingParameterRasterLayer(
+        self.addParameter(RasterParameter(
             self.OBSERVATION, "Observation geometry raster, EMIT/AVIRIS OBS (SpecTf radiance input only)",
             optional=True))
         self.addParameter(QgsProcessingParameterFile(

@@ -18,6 +18,8 @@ from qgis.core import (
     QgsProcessingAlgorithm,
     QgsProcessingException,
     QgsProcessingParameterEnum,
+    QgsProcessingParameterMultipleLayers,
+    QgsProcessingParameterRasterLayer,
 )
 from qgis.PyQt.QtGui import QIcon
 
@@ -187,6 +189,44 @@ def _invalid_value_message(alg, parameters, context, only=None):
                         f"of at least {lo:g}" if lo > -1e300 else f"of at most {hi:g}")
             return f"{name}: {number:g} is out of range; expected a value {expected}."
     return None
+
+
+class RasterParameter(QgsProcessingParameterRasterLayer):
+    """A raster-layer parameter that accepts a raster *file* without loading it as a QGIS layer.
+
+    QGIS (``qgis_process``, before the algorithm starts) checks a raster parameter by loading its
+    value as a layer, and loading computes statistics that GDAL saves beside the input (``.aux.xml``)
+    or writes into a ``.vrt``; a FIFO blocks it forever. File values are judged here instead (the
+    algorithm's :meth:`SpectralAlgorithm.checkParameterValues` says what is wrong) and opened by the
+    runtime, read-only. Project layers and layer objects are checked by QGIS as before."""
+
+    def checkValueIsAcceptable(self, value, context=None):  # noqa: N802
+        if _file_value(value, context):
+            return True
+        return super().checkValueIsAcceptable(value, context)
+
+    def clone(self):
+        other = RasterParameter(self.name(), self.description(), self.defaultValue())
+        other.setFlags(self.flags())  # optional / advanced
+        other.setHelp(self.help())
+        return other
+
+
+class RastersParameter(QgsProcessingParameterMultipleLayers):
+    """Multiple raster layers; file values are accepted without loading them (see RasterParameter)."""
+
+    def checkValueIsAcceptable(self, value, context=None):  # noqa: N802
+        items = value if isinstance(value, (list, tuple)) else [value]
+        if value not in (None, "") and items and all(_file_value(v, context) for v in items):
+            return True
+        return super().checkValueIsAcceptable(value, context)
+
+    def clone(self):
+        other = RastersParameter(self.name(), self.description(), self.layerType(), self.defaultValue())
+        other.setFlags(self.flags())  # optional / advanced
+        other.setMinimumNumberInputs(self.minimumNumberInputs())
+        other.setHelp(self.help())
+        return other
 
 
 class FileRasterSource:

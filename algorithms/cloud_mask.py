@@ -5,14 +5,13 @@ from qgis.core import (
     QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
-    QgsProcessingParameterRasterLayer,
     QgsProcessingParameterString,
 )
 
 from ..runtime import spectf
 from ..runtime.errors import InputError
 from ..runtime.onnx_backend import DEVICES
-from .base import SpectralAlgorithm, enum_value, static_enum
+from .base import RasterParameter, SpectralAlgorithm, enum_value, static_enum
 from .output_styles import style_output
 
 
@@ -38,10 +37,10 @@ class CloudMaskAlgorithm(SpectralAlgorithm):
     CLOUD_PIXELS = "CLOUD_PIXELS"
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        self.addParameter(QgsProcessingParameterRasterLayer(
+        self.addParameter(RasterParameter(
             self.INPUT, "Hyperspectral image (TOA reflectance or radiance, with band wavelengths)"))
         self.addParameter(static_enum(self.INPUT_TYPE, "Input type", spectf.INPUT_TYPES, "auto"))
-        self.addParameter(QgsProcessingParameterRasterLayer(
+        self.addParameter(RasterParameter(
             self.OBSERVATION, "Observation geometry (OBS: solar zenith, Earth–Sun distance; radiance input)",
             optional=True))
         self.addParameter(QgsProcessingParameterFile(

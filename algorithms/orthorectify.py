@@ -3,12 +3,11 @@
 from qgis.core import (
     QgsProcessingParameterFile,
     QgsProcessingParameterRasterDestination,
-    QgsProcessingParameterRasterLayer,
 )
 
 from ..runtime import glt
 from ..runtime.errors import InputError
-from .base import SpectralAlgorithm
+from .base import RasterParameter, SpectralAlgorithm
 
 
 class OrthorectifyAlgorithm(SpectralAlgorithm):
@@ -21,7 +20,7 @@ class OrthorectifyAlgorithm(SpectralAlgorithm):
     OUTPUT = "OUTPUT"
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        self.addParameter(QgsProcessingParameterRasterLayer(
+        self.addParameter(RasterParameter(
             self.INPUT, "Sensor-geometry raster (any output made from an EMIT scene, or an EMIT netCDF)"))
         self.addParameter(QgsProcessingParameterFile(
             self.GLT, "Geometry lookup table: the scene's EMIT netCDF (or a 2-band GLT raster)",

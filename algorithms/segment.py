@@ -4,7 +4,6 @@ from qgis.core import (
     QgsProcessing,
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
-    QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterString,
@@ -13,7 +12,7 @@ from qgis.core import (
 from ..runtime import segmentation
 from ..runtime.errors import InputError
 from ..runtime.onnx_backend import DEVICES
-from .base import SpectralAlgorithm, enum_value, static_enum
+from .base import RastersParameter, SpectralAlgorithm, enum_value, static_enum
 from .output_styles import style_output
 
 
@@ -38,7 +37,7 @@ class SegmentAlgorithm(SpectralAlgorithm):
     DEFAULT_MODEL = "ukis-csmask-6b-l2a"
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        self.addParameter(QgsProcessingParameterMultipleLayers(
+        self.addParameter(RastersParameter(
             self.INPUT, "Input raster(s) (one, or one per date in date order for multi-temporal models)",
             QgsProcessing.TypeRaster))
         self.addParameter(QgsProcessingParameterString(

@@ -4,12 +4,11 @@ from qgis.core import (
     QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
-    QgsProcessingParameterRasterLayer,
 )
 
 from ..runtime import toa
 from ..runtime.errors import InputError
-from .base import SpectralAlgorithm, enum_value, static_enum
+from .base import RasterParameter, SpectralAlgorithm, enum_value, static_enum
 
 
 class ToaReflectanceAlgorithm(SpectralAlgorithm):
@@ -26,9 +25,9 @@ class ToaReflectanceAlgorithm(SpectralAlgorithm):
     OUTPUT = "OUTPUT"
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        self.addParameter(QgsProcessingParameterRasterLayer(
+        self.addParameter(RasterParameter(
             self.INPUT, "Radiance raster (with band wavelengths)"))
-        self.addParameter(QgsProcessingParameterRasterLayer(
+        self.addParameter(RasterParameter(
             self.OBSERVATION, "Observation geometry raster (EMIT / AVIRIS-NG OBS, 11 bands)", optional=True))
         self.addParameter(QgsProcessingParameterNumber(
             self.SOLAR_ZENITH, "Solar zenith angle (degrees; overrides OBS / acquisition time)",

@@ -432,6 +432,19 @@ class OutputSet:
 
     # -- staging and writing ---------------------------------------------------------------------
     def __enter__(self):
+        from ..raster_io import pam
+
+        # outputs keep PAM-only metadata (GeoTIFF category names) in their .aux.xml, even where the
+        # process turned side files off for inputs (headless runs, see the provider)
+        self._pam = pam(True)
+        self._pam.__enter__()
+        try:
+            return self._stage()
+        except BaseException:
+            self._pam.__exit__(None, None, None)
+            raise
+
+    def _stage(self):
         for folder in sorted({o.folder for o in self.outputs.values()}):
             for stale in clean_stale_staging(folder):
                 self.monitor.info(f"Removed the temporary files of an earlier interrupted run: {stale}")
@@ -532,6 +545,9 @@ class OutputSet:
         for stage in self._staging.values():
             shutil.rmtree(stage, ignore_errors=True)
         self._staging.clear()
+        if self._entered and getattr(self, "_pam", None) is not None:
+            self._pam.__exit__(None, None, None)
+            self._pam = None
         self._entered = False
 
 
