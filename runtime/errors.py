@@ -10,6 +10,7 @@ class SpectralError(Exception):
 
     def __init__(self, message, parameter=None):
         self.parameter = parameter
+        self.reason = message  # without the parameter prefix (for renaming, see parameters.Task)
         if parameter and not message.startswith(parameter):
             message = f"{parameter}: {message}"
         super().__init__(message)

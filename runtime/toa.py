@@ -38,6 +38,11 @@ RADIANCE_UNIT_FACTORS = {
 }
 RADIANCE_UNITS = ["auto"] + list(RADIANCE_UNIT_FACTORS)
 
+#: Accepted solar zenith angles (degrees; the sun must be above the horizon: 90 itself is refused).
+SOLAR_ZENITH_RANGE_DEG = (0.0, 90.0)
+#: Plausible Earth–Sun distances (AU; the true range over a year is 0.983–1.017).
+EARTH_SUN_DISTANCE_RANGE_AU = (0.95, 1.05)
+
 #: OBS layout (1-based bands).
 OBS_BANDS = 11
 OBS_ZENITH_BAND = 5
@@ -144,14 +149,17 @@ def centre_lonlat(ds):
 
 
 def _check_zenith(value, parameter):
-    if not np.isfinite(value) or value < 0 or value >= 90:
+    lo, hi = SOLAR_ZENITH_RANGE_DEG
+    if not np.isfinite(value) or value < lo or value >= hi:
         raise InputError(f"solar zenith {value:g}° is outside 0–90°; expected the solar zenith angle in degrees "
                          "(0 = sun overhead, below 90 = sun above the horizon).", parameter)
 
 
 def _check_distance(value, parameter):
-    if not np.isfinite(value) or not 0.95 <= value <= 1.05:
-        raise InputError(f"Earth–Sun distance {value:g} AU is implausible; expected about 0.983–1.017 AU.", parameter)
+    lo, hi = EARTH_SUN_DISTANCE_RANGE_AU
+    if not np.isfinite(value) or not lo <= value <= hi:
+        raise InputError(f"Earth–Sun distance {value:g} AU is implausible; expected {lo:g}–{hi:g} AU "
+                         "(0.983–1.017 over a year).", parameter)
 
 
 class ToaConverter:
@@ -391,7 +399,7 @@ def _scan_observation(obs, parameter, monitor, block_bytes=None):
         raise InputError(f"band {OBS_DISTANCE_BAND} (Earth–Sun distance) of the observation raster has no valid "
                          "pixels.", parameter)
     mean = total / count
-    if not 0.95 <= mean <= 1.05:
+    if not EARTH_SUN_DISTANCE_RANGE_AU[0] <= mean <= EARTH_SUN_DISTANCE_RANGE_AU[1]:
         raise InputError(f"band {OBS_DISTANCE_BAND} averages {mean:g}, not an Earth–Sun distance in AU (≈ 0.98–1.02); "
                          "expected the 11-band EMIT/AVIRIS-NG OBS layout.", parameter)
     return mean

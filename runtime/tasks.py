@@ -1,0 +1,133 @@
+"""Task entry points behind :data:`.parameters.TASKS` (QGIS-free).
+
+Every function has the signature ``run(config, monitor, **kwargs) -> dict``: ``kwargs`` are the
+parsed values of the task's parameters keyed by their runtime argument (:attr:`.parameters.Param.key`,
+see :func:`.parameters.parse_values`), ``config`` the run's settings (a ``RuntimeConfig`` or None for
+the defaults) and the result maps the task's output names (``OUTPUT``, ``CLOUD_FRACTION``, …) to
+paths and figures; a key ``_result`` holds the runtime's own result object for callers that style
+outputs. The Processing algorithms and the batch runner both call these, so a task runs the same
+way in the Toolbox, in ``qgis_process`` and on a Dask worker.
+"""
+import json
+
+from .errors import InputError
+
+
+def _inputs(single, series, parameter="input"):
+    """One list of input paths from a single raster and a per-date list (the single raster first)."""
+    paths = ([single] if single else []) + list(series or [])
+    if not paths:
+        raise InputError("no raster given; expected a raster (or one raster per date).", parameter)
+    return paths
+
+
+def toareflectance(config, monitor, input, output, observation=None, irradiance=None, solar_zenith=None,
+                   earth_sun_distance=None, radiance_units="auto"):
+    from . import toa
+
+    summary = toa.toa_reflectance(input, output, observation=observation, irradiance=irradiance,
+                                  solar_zenith=solar_zenith, earth_sun_distance=earth_sun_distance,
+                                  radiance_units=radiance_units, monitor=monitor, config=config)
+    monitor.info(f"Wrote {summary['bands']} bands, {summary['valid_pixels']} valid pixels to {summary['output']}.")
+    return {"OUTPUT": summary["output"], "_result": summary}
+
+
+def cloudmask(config, monitor, input, mask, model, input_type="auto", observation=None, irradiance=None,
+              solar_zenith=None, earth_sun_distance=None, threshold=None, device="auto", batch_size=None,
+              probability=None):
+    from . import spectf
+
+    result = spectf.run_spectf(
+        input, model=model, outputs={"mask": mask, "probability": probability}, input_type=input_type,
+        observation=observation, irradiance=irradiance, solar_zenith=solar_zenith,
+        earth_sun_distance=earth_sun_distance, threshold=threshold, device=device, batch_size=batch_size,
+        monitor=monitor, config=config)
+    return {"OUTPUT": mask, "OUTPUT_PROBABILITY": probability, "CLOUD_FRACTION": result.cloud_fraction,
+            "VALID_PIXELS": result.valid_pixels, "CLOUD_PIXELS": result.cloud_pixels, "_result": result}
+
+
+def segment(config, monitor, classes, model, input=None, series=(), bands=None, overlap=None, batch_size=4,
+            device="auto", probabilities=None, confidence=None):
+    from . import segmentation
+
+    result = segmentation.run_segmentation(
+        _inputs(input, series), model, {"classes": classes, "probabilities": probabilities, "confidence": confidence},
+        bands=bands or None, overlap=overlap, batch_size=batch_size, device=device, monitor=monitor, config=config)
+    return {"OUTPUT": classes, "OUTPUT_PROBABILITIES": probabilities, "OUTPUT_CONFIDENCE": confidence,
+            "VALID_PIXELS": result.valid_pixels, "CLASS_COUNTS": json.dumps(result.class_counts),
+            "PROVIDER": result.provider, "_result": result}
+
+
+def attentionmaps(config, monitor, output, model, input=None, series=(), device="auto", batch_size=None,
+                  input_type="auto", observation=None, irradiance=None, dates_text=None, top_wavelength=None,
+                  heads=None, classes=None):
+    from . import ltae
+
+    paths = _inputs(input, series)
+    mode, path, card = ltae.resolve_attention_model(model, device, config=config)
+    monitor.info(f"Model {card.get('id', path)}: {'band (SpecTf)' if mode == 'spectral' else 'temporal (L-TAE)'} "
+                 "attention.")
+    results = {"OUTPUT": output, "_mode": mode}
+    if mode == "spectral":
+        if len(paths) != 1:
+            raise InputError(f"{len(paths)} rasters given; band attention (SpecTf) takes exactly one "
+                             "hyperspectral raster.", "input")
+        for name, value in (("DATES", dates_text), ("OUTPUT_HEADS", heads), ("OUTPUT_CLASSES", classes)):
+            if value not in (None, ""):
+                monitor.warn(f"{name} applies to temporal (L-TAE) models only; ignored.")
+        from . import spectf
+
+        outputs = {"attention": output}
+        if top_wavelength:
+            outputs["top_wavelength"] = top_wavelength
+        result = spectf.run_spectf(
+            paths[0], model=path, outputs=outputs, input_type=input_type, observation=observation,
+            irradiance=irradiance, device=device, batch_size=batch_size, monitor=monitor,
+            parameters={"attention": "OUTPUT"}, config=config)
+        if top_wavelength:
+            results["OUTPUT_TOP_WAVELENGTH"] = top_wavelength
+    else:
+        for name, value in (("OBSERVATION", observation), ("IRRADIANCE", irradiance),
+                            ("OUTPUT_TOP_WAVELENGTH", top_wavelength)):
+            if value not in (None, ""):
+                monitor.warn(f"{name} applies to SpecTf models only; ignored.")
+        result = ltae.temporal_attention(paths, path, output, dates_text=dates_text, output_heads=heads,
+                                         output_classes=classes, device=device, batch_size=batch_size or 4096,
+                                         monitor=monitor, card=card, config=config)
+        if heads:
+            results["OUTPUT_HEADS"] = heads
+        if classes:
+            results["OUTPUT_CLASSES"] = classes
+    results["_result"] = result
+    return results
+
+
+def orthorectify(config, monitor, input, output, glt=None):
+    from . import glt as glt_mod
+
+    source = glt or glt_mod.glt_source_for(input)
+    if not source:
+        raise InputError("no geometry lookup table given; choose the EMIT netCDF of the scene "
+                         "(it holds location/glt_x, glt_y).", "glt")
+    glt_mod.orthorectify(input, source, output, monitor, config=config)
+    return {"OUTPUT": output}
+
+
+def models(config, monitor, output_json=None):
+    from . import registry
+    from .model_card import card_summary
+    from .pipeline.outputs import write_text_atomically
+
+    entries = registry.list_models(config=config)
+    for e in entries:
+        if e.error:
+            monitor.warn(f"{e.id} ({e.origin}, {e.path}): unusable: {e.error}")
+        else:
+            monitor.info(f"{card_summary(e.card)}\n  origin: {e.origin}\n  path: {e.path}\n"
+                         f"  card: {json.dumps(e.card, sort_keys=True)}")
+    if not entries:
+        monitor.info("No models found. Run `make setup` to build the bundled models, or set a model folder.")
+    text = json.dumps([e.as_dict() for e in entries], indent=1, sort_keys=True)
+    if output_json:
+        write_text_atomically(output_json, text, "OUTPUT_JSON")
+    return {"MODELS": text, "COUNT": sum(1 for e in entries if not e.error), "OUTPUT_JSON": output_json or None}
