@@ -327,12 +327,3 @@ def copy_spectral_metadata(src_band, dst_band):
             dst_band.SetMetadata(dict(md), domain)
     if src_band.GetDescription():
         dst_band.SetDescription(src_band.GetDescription())
-
-
-def write_array(path, array, like=None, grid=None, nodata=None, dtype=None):
-    """Write a whole (bands, rows, cols) array at once (small rasters, tests and fixtures), through the
-    pipeline's output set (staged, committed only when complete). Returns ``path``."""
-    from .pipeline import write_array as _write
-
-    _write(path, array, like=like, grid=grid, nodata=nodata, dtype=dtype)
-    return path
