@@ -1,11 +1,14 @@
-"""Shared plumbing for the Processing algorithms: feedback adapter, error translation, parameters.
+"""Shared plumbing for the Processing algorithms: parameters from the table, feedback adapter, errors.
 
-Each algorithm subclasses :class:`SpectralAlgorithm`, declares its parameter names once as class
-constants, and implements :meth:`execute`, which calls the QGIS-free runtime with a
-:class:`FeedbackMonitor` and the run's :class:`~..runtime.config.RuntimeConfig`
-(``self.runtime_config``, built per run from the provider settings). Anticipated problems
-(:class:`~..runtime.errors.SpectralError`, cancellation, out of memory, file-system errors such as
-a full disk) become one-line ``QgsProcessingException`` messages, never a traceback.
+Each algorithm subclasses :class:`SpectralAlgorithm` and names its :class:`~..runtime.parameters.Task`
+(``TASK = "cloudmask"``): the QGIS parameter definitions, the help text and the value parsing all
+come from that one declaration; :meth:`SpectralAlgorithm.execute` reads the values, runs the task's
+QGIS-free entry point with a :class:`FeedbackMonitor` and lets the subclass style its outputs
+(:meth:`SpectralAlgorithm.style_outputs`). Anticipated problems
+(:class:`~..runtime.errors.SpectralError`, renamed from the runtime's argument to the parameter name),
+cancellation, out of memory and file-system errors such as a full disk become one-line
+``QgsProcessingException`` messages, never a traceback. Each run gets the
+:class:`~..runtime.config.RuntimeConfig` built from the provider settings (``self.runtime_config``).
 
 Raster inputs given as file paths (the usual case headless and from the file browser) are opened by
 the runtime itself, read-only, instead of being loaded as QGIS layers first: loading a layer makes
@@ -17,17 +20,39 @@ import os
 from qgis.core import (
     QgsProcessingAlgorithm,
     QgsProcessingException,
+    QgsProcessingOutputNumber,
+    QgsProcessingOutputString,
+    QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterMultipleLayers,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
+    QgsProperty,
 )
 from qgis.PyQt.QtGui import QIcon
 
+from ..qgis_compat import (
+    FILE_BEHAVIOR_FILE,
+    NUMBER_DOUBLE,
+    NUMBER_INTEGER,
+    PARAMETER_FLAG_ADVANCED,
+    SOURCE_RASTER,
+)
 from ..runtime import deps
+from ..runtime import parameters as table
 from ..runtime.config import RuntimeConfig
-from ..runtime.errors import Cancelled, SpectralError
+from ..runtime.errors import Cancelled, InputError, SpectralError
 from ..runtime.monitor import Monitor
 
 PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ICON = os.path.join(PLUGIN_DIR, "resources", "icon.svg")
+
+#: Dotted name of the MODEL dialog widget (GUI code, imported by Processing only when a dialog is built).
+MODEL_WIDGET = __name__.split(".algorithms.")[0] + ".gui.model_widget.ModelWidgetWrapper"
 
 GROUPS = {
     "radiometry": "Radiometry",
@@ -82,20 +107,68 @@ def static_enum(name, description, options, default, optional=False):
     return param
 
 
-def enum_value(alg, parameters, name, context, options):
-    """Read a static-string enum; also accepts an index (older scripts/models) and any case."""
-    value = alg.parameterAsEnumString(parameters, name, context)
-    if value in (None, ""):
-        raw = parameters.get(name)
-        value = raw if raw not in (None, "") else alg.parameterDefinition(name).defaultValue()
-    if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
-        idx = int(value)
-        if 0 <= idx < len(options):
-            return options[idx]
-    value = str(value).strip().lower()
-    if value not in options:
-        raise QgsProcessingException(f"{name}: '{value}' is not a valid choice; expected one of {', '.join(options)}.")
-    return value
+def model_choices(param):
+    """Registered model ids of the tasks ``param`` offers, the default first (listed even when it is not
+    installed, so scripts and the dialog agree on the default; the run then says how to get it)."""
+    from ..runtime import registry
+
+    ids = []
+    try:
+        for entry in registry.list_models(include_invalid=False):
+            if not param.model_tasks or (entry.card or {}).get("task") in param.model_tasks:
+                ids.append(entry.id)
+    except Exception:  # noqa: BLE001 - a broken model folder must not break the dialog
+        pass
+    default = [param.default] if param.default else []
+    return default + sorted(set(ids) - set(default))
+
+
+def definition_for(param):
+    """The QGIS parameter definition of one :class:`~..runtime.parameters.Param`."""
+    kind, name, label, opt = param.kind, param.name, param.label, param.optional
+    if kind == "raster":
+        d = RasterParameter(name, label, optional=opt)  # files are not loaded as layers first
+    elif kind == "rasters":
+        d = RastersParameter(name, label, SOURCE_RASTER, optional=opt)
+    elif kind == "file":
+        d = QgsProcessingParameterFile(name, label, FILE_BEHAVIOR_FILE, optional=opt,
+                                       fileFilter=param.file_filter or "All files (*.*)")
+    elif kind in ("number", "integer"):
+        d = QgsProcessingParameterNumber(name, label, NUMBER_INTEGER if kind == "integer" else NUMBER_DOUBLE,
+                                         defaultValue=param.default, optional=opt)
+        if param.minimum is not None:
+            d.setMinimum(param.minimum)
+        if param.maximum is not None:
+            d.setMaximum(param.maximum)
+    elif kind == "enum":
+        d = static_enum(name, label, param.options, param.default, optional=opt)
+    elif kind == "model":
+        # a string (scripts, batch runs and the modeler pass any id or .onnx path) shown in dialogs as
+        # a drop-down of the registered models of the task (gui/model_widget.py)
+        d = QgsProcessingParameterString(name, label, defaultValue=param.default, optional=opt)
+        d.setMetadata({"widget_wrapper": {"class": MODEL_WIDGET, "choices": model_choices(param)}})
+    elif kind == "bool":
+        d = QgsProcessingParameterBoolean(name, label, defaultValue=bool(param.default), optional=opt)
+    elif kind == "string":
+        d = QgsProcessingParameterString(name, label, defaultValue=param.default, optional=opt)
+    elif kind == "output_raster":
+        d = QgsProcessingParameterRasterDestination(name, label, optional=opt,
+                                                    createByDefault=param.create_by_default)
+    elif kind == "output_file":
+        d = QgsProcessingParameterFileDestination(name, label, param.file_filter, optional=opt,
+                                                  createByDefault=param.create_by_default)
+    else:
+        raise ValueError(f"unknown parameter kind {kind!r} for {name}")
+    if param.advanced:
+        d.setFlags(d.flags() | PARAMETER_FLAG_ADVANCED)
+    if hasattr(d, "setHelp"):
+        d.setHelp(param.help)
+    return d
+
+
+def output_for(param):
+    cls = QgsProcessingOutputNumber if param.kind == "number" else QgsProcessingOutputString
+    return cls(param.name, param.label)
 
 
 def _emit_path(value):
@@ -165,6 +238,17 @@ def _invalid_value_message(alg, parameters, context, only=None):
     check rejects (it says only "Incorrect parameter value for X"): a missing input file, a number out
     of range or not a number, an unknown choice. None when there is nothing more specific to say."""
     parameters = parameters or {}
+    task = getattr(alg, "task", None)
+    if task is not None:
+        for name, value in parameters.items():  # numbers and choices: the table's one parser
+            param = task.by_name.get(name)
+            if (only and name != only) or param is None or param.kind not in ("number", "integer", "enum") \
+                    or isinstance(value, QgsProperty):
+                continue
+            try:
+                table.parse_value(param, value)
+            except InputError as exc:
+                return str(exc)
     for definition in alg.parameterDefinitions():
         name, kind = definition.name(), definition.type()
         value = parameters.get(name)
@@ -189,6 +273,44 @@ def _invalid_value_message(alg, parameters, context, only=None):
     return None
 
 
+class RasterParameter(QgsProcessingParameterRasterLayer):
+    """A raster-layer parameter that accepts a raster *file* without loading it as a QGIS layer.
+
+    QGIS (``qgis_process``, before the algorithm starts) checks a raster parameter by loading its
+    value as a layer, and loading computes statistics that GDAL saves beside the input (``.aux.xml``)
+    or writes into a ``.vrt``; a FIFO blocks it forever. File values are judged here instead (the
+    algorithm's :meth:`SpectralAlgorithm.checkParameterValues` says what is wrong) and opened by the
+    runtime, read-only. Project layers and layer objects are checked by QGIS as before."""
+
+    def checkValueIsAcceptable(self, value, context=None):  # noqa: N802
+        if _file_value(value, context):
+            return True
+        return super().checkValueIsAcceptable(value, context)
+
+    def clone(self):
+        other = RasterParameter(self.name(), self.description(), self.defaultValue())
+        other.setFlags(self.flags())  # optional / advanced
+        other.setHelp(self.help())
+        return other
+
+
+class RastersParameter(QgsProcessingParameterMultipleLayers):
+    """Multiple raster layers; file values are accepted without loading them (see RasterParameter)."""
+
+    def checkValueIsAcceptable(self, value, context=None):  # noqa: N802
+        items = value if isinstance(value, (list, tuple)) else [value]
+        if value not in (None, "") and items and all(_file_value(v, context) for v in items):
+            return True
+        return super().checkValueIsAcceptable(value, context)
+
+    def clone(self):
+        other = RastersParameter(self.name(), self.description(), self.layerType(), self.defaultValue())
+        other.setFlags(self.flags())  # optional / advanced
+        other.setMinimumNumberInputs(self.minimumNumberInputs())
+        other.setHelp(self.help())
+        return other
+
+
 class FileRasterSource:
     """Stands in for a ``QgsRasterLayer`` (``source()``, ``name()``, ``isValid()``) for raster files QGIS
     cannot load as layers (EMIT netCDF swaths); the runtime opens ``source()`` itself."""
@@ -207,27 +329,38 @@ class FileRasterSource:
 
 
 class SpectralAlgorithm(QgsProcessingAlgorithm):
-    """Base class: subclasses set ``NAME``, ``DISPLAY``, ``GROUP`` and implement ``initAlgorithm``,
-    ``shortHelpString`` and :meth:`execute`."""
+    """Base class: subclasses set ``TASK`` (a key of :data:`~..runtime.parameters.TASKS`) and may
+    override :meth:`style_outputs`. Parameters, help and value parsing come from the task's table."""
 
-    NAME = ""
-    DISPLAY = ""
-    GROUP = ""
+    TASK = ""
+
+    @property
+    def task(self):
+        return table.TASKS[self.TASK]
 
     def createInstance(self):  # noqa: N802
         return type(self)()
 
     def name(self):
-        return self.NAME
+        return self.task.name
 
     def displayName(self):  # noqa: N802
-        return self.DISPLAY
+        return self.task.display
 
     def group(self):
-        return GROUPS[self.GROUP]
+        return GROUPS[self.task.group]
 
     def groupId(self):  # noqa: N802
-        return self.GROUP
+        return self.task.group
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        for param in self.task.params:
+            self.addParameter(definition_for(param))
+        for param in self.task.outputs:
+            self.addOutput(output_for(param))
+
+    def shortHelpString(self):  # noqa: N802
+        return self.task.help_html()
 
     def icon(self):
         return QIcon(ICON)
@@ -258,6 +391,7 @@ class SpectralAlgorithm(QgsProcessingAlgorithm):
         return files
 
     def checkParameterValues(self, parameters, context):  # noqa: N802
+        parameters = table.split_series(self.task, parameters)
         files = self._file_parameters(parameters, context)
         if not files:
             ok, message = super().checkParameterValues(parameters, context)
@@ -294,19 +428,57 @@ class SpectralAlgorithm(QgsProcessingAlgorithm):
         try:
             # Processing ▸ Options ▸ Providers ▸ Spectral Transformers, read once per run
             self.runtime_config = runtime_config()
-            return self.execute(parameters, context, monitor)
+            return self.execute(table.split_series(self.task, parameters), context, monitor)
         except Cancelled as exc:
             raise QgsProcessingException(str(exc)) from None
         except SpectralError as exc:
-            raise QgsProcessingException(str(exc)) from None
+            raise QgsProcessingException(str(self.task.rename_error(exc))) from None
         except MemoryError:
             raise QgsProcessingException(
                 "Out of memory; reduce BATCH_SIZE or the block size (SPECTRALTF_BLOCK_MB).") from None
         except OSError as exc:  # full disk, permissions, … outside the runtime's own checks
             raise QgsProcessingException(os_error_message(exc)) from None
 
+    # -- one way to read values and run ------------------------------------------------------
+    def raw_value(self, param, parameters, context):
+        """The value of ``param`` as the table's parser takes it: layer sources and destination paths
+        resolved by QGIS, scalars as given (expressions evaluated)."""
+        name, value = param.name, parameters.get(param.name)
+        if isinstance(value, QgsProperty):
+            value = self.parameterAsString(parameters, name, context)
+        blank = value is None or (isinstance(value, str) and not value.strip()) or value == []
+        if param.kind == "raster":
+            if blank:
+                return None
+            layer = self.parameterAsRasterLayer(parameters, name, context)
+            if layer is None:
+                raise InputError(f"cannot open {value} as a raster.", name)
+            return layer.source()
+        if param.kind == "rasters":
+            return [] if blank else [layer.source() for layer in self.parameterAsLayerList(parameters, name, context)]
+        if param.kind == "file":
+            return None if blank else self.parameterAsFile(parameters, name, context) or None
+        if param.kind == "output_raster":
+            if blank and param.optional:
+                return None
+            return self.parameterAsOutputLayer(parameters, name, context) or None
+        if param.kind == "output_file":
+            return self.parameterAsFileOutput(parameters, name, context) or None
+        return value
+
+    def values(self, parameters, context):
+        """Runtime keyword arguments of this run (see :func:`~..runtime.parameters.parse_values`)."""
+        raw = {p.name: self.raw_value(p, parameters, context) for p in self.task.params}
+        return table.parse_values(self.task, raw)
+
     def execute(self, parameters, context, monitor):
-        """Run the algorithm: read parameters, call the runtime with ``monitor``, return the outputs.
+        """Read the values, run the task's QGIS-free entry point, style the outputs, return them.
         (Not named ``run``: that is QGIS's own entry point, used by processing.run and the dialog.)"""
-        raise NotImplementedError
+        kwargs = self.values(parameters, context)
+        results = self.task.run(self.runtime_config, monitor, **kwargs)
+        self.style_outputs(context, results, kwargs)
+        return {k: v for k, v in results.items() if not k.startswith("_")}
+
+    def style_outputs(self, context, results, kwargs):
+        """Give loaded outputs a name and style (subclasses; ``results`` holds the runtime's ``_result``)."""
 

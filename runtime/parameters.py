@@ -256,11 +256,31 @@ def parse_value(p, value):
     return str(value).strip()
 
 
+def split_series(task, raw):
+    """``raw`` with a list of several rasters given to ``INPUT`` (scripts written when it took one raster
+    per date) split into ``INPUT`` (the first) and ``INPUT_DATES`` (the rest), for tasks that have both;
+    a one-item list given to a single-raster parameter becomes that item."""
+    raw = dict(raw or {})
+    for p in task.params:  # one raster given as a one-item list
+        value = raw.get(p.name)
+        if p.kind == "raster" and isinstance(value, (list, tuple)) and len(value) == 1:
+            raw[p.name] = value[0]
+    value = raw.get("INPUT")
+    if "INPUT_DATES" in task.by_name and isinstance(value, (list, tuple)) and len(value) > 1 \
+            and _blank_list(raw.get("INPUT_DATES")):
+        raw["INPUT"], raw["INPUT_DATES"] = value[0], list(value[1:])
+    return raw
+
+
+def _blank_list(value):
+    return _blank(value) or (isinstance(value, (list, tuple)) and not value)
+
+
 def parse_values(task, raw):
     """Runtime keyword arguments (keyed by :attr:`Param.key`) for the raw parameter values ``raw``
     (keyed by parameter name). Unknown names, missing required values, malformed numbers, values out
     of bounds and unknown choices raise :class:`InputError` naming the parameter."""
-    raw = dict(raw or {})
+    raw = split_series(task, raw)
     unknown = [n for n in raw if n not in task.by_name or task.by_name[n] in task.outputs]
     if unknown:
         names = ", ".join(p.name for p in task.params)
@@ -382,12 +402,14 @@ CLOUDMASK = Task(
 SEGMENT = Task(
     "segment", "Segment with an ONNX model", "segmentation",
     params=(
-        Param("INPUT", "Input raster", "raster", optional=True,
-              help="the raster to segment. Values are used after the raster's own scale/offset; the card's "
-                   "scale, offset, mean and std are then applied (e.g. ×0.0001 for L1C integers)."),
-        Param("INPUT_DATES", "Rasters per date (multi-temporal models)", "rasters", optional=True, arg="series",
-              help="for models that take several dates: one raster per date in date order, all on the grid of "
-                   "the {INPUT} (which is then the first date; leave it empty to use only this list)."),
+        Param("INPUT", "Input raster", "raster",
+              help="the raster to segment (for multi-temporal models: the first date). Values are used after the "
+                   "raster's own scale/offset; the card's scale, offset, mean and std are then applied (e.g. "
+                   "×0.0001 for L1C integers)."),
+        Param("INPUT_DATES", "Further dates (multi-temporal models)", "rasters", optional=True, arg="series",
+              advanced=True,
+              help="for models that take several dates: the rasters of the dates after the {INPUT}, in date order, "
+                   "all on its grid."),
         Param("MODEL", "Model", "model", default=DEFAULT_SEGMENTATION_MODEL, model_tasks=("segmentation",),
               help="a registered segmentation model (see <i>List models</i>; the ukis-csmask cloud / cloud-shadow "
                    "models are found when the Python package is installed) or the path of an .onnx file with an "
@@ -428,10 +450,10 @@ SEGMENT = Task(
 ATTENTION = Task(
     "attentionmaps", "Attention maps", "explainability",
     params=(
-        Param("INPUT", "Input raster", "raster", optional=True,
+        Param("INPUT", "Input raster", "raster",
               help="SpecTf: one hyperspectral raster (TOA reflectance, or radiance converted on the fly as in the "
-                   "cloud-mask algorithm). L-TAE: one multiband stack of dates × channels bands in date-major order "
-                   "(then give the dates), or leave it empty and use {INPUT_DATES}."),
+                   "cloud-mask algorithm). L-TAE: the raster of the first date (further dates in {INPUT_DATES}), or "
+                   "one multiband stack of dates × channels bands in date-major order (then give {DATES})."),
         Param("MODEL", "Model", "model", default=DEFAULT_SPECTF_MODEL,
               model_tasks=(_SPECTF_MODEL_TASK, _LTAE_MODEL_TASK),
               help="a registered SpecTf or L-TAE model (see <i>List models</i>) or an .onnx path; its card selects "
@@ -446,8 +468,9 @@ ATTENTION = Task(
               help="for radiance input: " + _OBS_HELP),
         Param("IRRADIANCE", "SpecTf: solar irradiance spectrum", "file", optional=True, advanced=True,
               file_filter=_SPECTRUM_FILTER, help="for radiance input; default: the model's own, else ASTM E-490."),
-        Param("INPUT_DATES", "L-TAE: rasters per date", "rasters", optional=True, advanced=True, arg="series",
-              help="one raster per date in date order, each with the model's channels (e.g. NDVI), all on one grid."),
+        Param("INPUT_DATES", "L-TAE: further dates", "rasters", optional=True, advanced=True, arg="series",
+              help="the rasters of the dates after the {INPUT}, in date order, each with the model's channels "
+                   "(e.g. NDVI), all on its grid."),
         Param("DATES", "L-TAE: acquisition dates", "string", optional=True, advanced=True, arg="dates_text",
               help="comma-separated ISO dates, one per date (required for a stack). Empty: each raster's metadata "
                    "(ACQUISITION_DATE, TIFFTAG_DATETIME, ENVI acquisition time…) or file name (YYYYMMDD / "

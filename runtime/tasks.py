@@ -13,14 +13,6 @@ import json
 from .errors import InputError
 
 
-def _threads(config):
-    return getattr(config, "threads", None) or None
-
-
-def _model_dirs(config):
-    return tuple(getattr(config, "model_dirs", ()) or ())
-
-
 def _inputs(single, series, parameter="input"):
     """One list of input paths from a single raster and a per-date list (the single raster first)."""
     paths = ([single] if single else []) + list(series or [])
@@ -60,8 +52,7 @@ def segment(config, monitor, classes, model, input=None, series=(), bands=None, 
 
     result = segmentation.run_segmentation(
         _inputs(input, series), model, {"classes": classes, "probabilities": probabilities, "confidence": confidence},
-        bands=bands or None, overlap=overlap, batch_size=batch_size, device=device, threads=_threads(config),
-        monitor=monitor, extra_dirs=_model_dirs(config) or None, config=config)
+        bands=bands or None, overlap=overlap, batch_size=batch_size, device=device, monitor=monitor, config=config)
     return {"OUTPUT": classes, "OUTPUT_PROBABILITIES": probabilities, "OUTPUT_CONFIDENCE": confidence,
             "VALID_PIXELS": result.valid_pixels, "CLASS_COUNTS": json.dumps(result.class_counts),
             "PROVIDER": result.provider, "_result": result}
@@ -70,10 +61,10 @@ def segment(config, monitor, classes, model, input=None, series=(), bands=None, 
 def attentionmaps(config, monitor, output, model, input=None, series=(), device="auto", batch_size=None,
                   input_type="auto", observation=None, irradiance=None, dates_text=None, top_wavelength=None,
                   heads=None, classes=None):
-    from . import ltae, styles
+    from . import ltae
 
     paths = _inputs(input, series)
-    mode, path, card = ltae.resolve_attention_model(model, device, threads=_threads(config), config=config)
+    mode, path, card = ltae.resolve_attention_model(model, device, config=config)
     monitor.info(f"Model {card.get('id', path)}: {'band (SpecTf)' if mode == 'spectral' else 'temporal (L-TAE)'} "
                  "attention.")
     results = {"OUTPUT": output, "_mode": mode}
@@ -92,12 +83,7 @@ def attentionmaps(config, monitor, output, model, input=None, series=(), device=
         result = spectf.run_spectf(
             paths[0], model=path, outputs=outputs, input_type=input_type, observation=observation,
             irradiance=irradiance, device=device, batch_size=batch_size, monitor=monitor,
-            parameters={"attention": "output"}, config=config)
-        try:
-            styles.write_pseudocolor_qml(styles.qml_path_for(output), 0.0,
-                                         2.0 / max(1, len(result.wavelengths_nm)), ramp="magma")
-        except (OSError, ValueError):
-            pass
+            parameters={"attention": "OUTPUT"}, config=config)
         if top_wavelength:
             results["OUTPUT_TOP_WAVELENGTH"] = top_wavelength
     else:
@@ -106,8 +92,8 @@ def attentionmaps(config, monitor, output, model, input=None, series=(), device=
             if value not in (None, ""):
                 monitor.warn(f"{name} applies to SpecTf models only; ignored.")
         result = ltae.temporal_attention(paths, path, output, dates_text=dates_text, output_heads=heads,
-                                         output_classes=classes, device=device, threads=_threads(config),
-                                         batch_size=batch_size or 4096, monitor=monitor, card=card, config=config)
+                                         output_classes=classes, device=device, batch_size=batch_size or 4096,
+                                         monitor=monitor, card=card, config=config)
         if heads:
             results["OUTPUT_HEADS"] = heads
         if classes:
@@ -128,12 +114,11 @@ def orthorectify(config, monitor, input, output, glt=None):
 
 
 def models(config, monitor, output_json=None):
-    import os
-
     from . import registry
     from .model_card import card_summary
+    from .pipeline import write_text_atomically
 
-    entries = registry.list_models(extra_dirs=_model_dirs(config) or None)
+    entries = registry.list_models(config=config)
     for e in entries:
         if e.error:
             monitor.warn(f"{e.id} ({e.origin}, {e.path}): unusable: {e.error}")
@@ -144,11 +129,5 @@ def models(config, monitor, output_json=None):
         monitor.info("No models found. Run `make setup` to build the bundled models, or set a model folder.")
     text = json.dumps([e.as_dict() for e in entries], indent=1, sort_keys=True)
     if output_json:
-        folder = os.path.dirname(os.path.abspath(output_json))
-        if not os.path.isdir(folder):
-            raise InputError(f"the folder {folder} does not exist.", "output_json")
-        tmp = output_json + ".partial"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, output_json)
+        write_text_atomically(output_json, text, "OUTPUT_JSON")
     return {"MODELS": text, "COUNT": sum(1 for e in entries if not e.error), "OUTPUT_JSON": output_json or None}

@@ -66,8 +66,8 @@ def test_shifting_the_grid_changes_no_class(tmp_path):
     img = RNG.random((3, 90, 90)).astype(np.float32)
     a = seg_models.write_raster(tmp_path / "a.tif", img, NAMES)
     b = seg_models.write_raster(tmp_path / "b.tif", img[:, 7:, 11:], NAMES)
-    _, cls_a, prob_a, _ = _run(tmp_path, [a], model, "a")
-    _, cls_b, prob_b, _ = _run(tmp_path, [b], model, "b", overlap=14)
+    _, cls_a, prob_a, _ = _run(tmp_path, [a], model, "out_a")
+    _, cls_b, prob_b, _ = _run(tmp_path, [b], model, "out_b", overlap=14)
     # compare away from the cut edges (2 px receptive radius sees different padding there)
     pa, pb = prob_a[:, 7 + 2:, 11 + 2:], prob_b[:, 2:, 2:]
     assert np.abs(pa - pb).max() < 1e-5

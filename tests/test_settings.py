@@ -5,6 +5,7 @@ import pytest
 
 from spectral_transformers.processing_provider import settings
 from spectral_transformers.runtime import onnx_backend
+from spectral_transformers.runtime.config import RuntimeConfig, cpu_cores
 
 
 @pytest.fixture
@@ -12,15 +13,9 @@ def config(processing_provider):
     from processing.core.ProcessingConfig import ProcessingConfig
 
     saved = {key: ProcessingConfig.settings[key].value for key in settings.ENV if key in ProcessingConfig.settings}
-    env = {var: os.environ.get(var) for var in settings.ENV.values()}
     yield ProcessingConfig
     for key, value in saved.items():
         ProcessingConfig.settings[key].value = value
-    for var, value in env.items():
-        if value is None:
-            os.environ.pop(var, None)
-        else:
-            os.environ[var] = value
 
 
 def test_settings_registered_on_provider_load(config):
@@ -37,41 +32,37 @@ def test_settings_registered_on_provider_load(config):
         by_key[settings.THREADS].setValue(-1)
 
 
-def test_thread_setting_changes_default_threads(config, monkeypatch):
-    config.settings[settings.THREADS].setValue(3)
-    settings.apply_settings()
-    assert onnx_backend.default_threads() == 3
+def test_thread_setting_builds_the_run_config_without_touching_the_environment(config):
+    before = dict(os.environ)
+    config.settings[settings.THREADS].setValue(1)
+    assert settings.runtime_config({}).threads == 1
+    assert settings.runtime_config({}).cpu_threads == 1
     config.settings[settings.THREADS].setValue("2")  # what QgsSettings hands back after a restart
-    settings.apply_settings()
-    assert onnx_backend.default_threads() == 2
+    assert settings.runtime_config({}).threads == 2
     config.settings[settings.THREADS].setValue(0)
-    os.environ.pop("SPECTRALTF_THREADS", None)
-    monkeypatch.setitem(settings._STARTUP_ENV, "SPECTRALTF_THREADS", None)
-    settings.apply_settings()
-    assert onnx_backend.default_threads() == (os.cpu_count() or 1)
+    assert settings.runtime_config({}).cpu_threads == cpu_cores()
+    assert dict(os.environ) == before  # nothing is written to os.environ
 
 
-def test_default_setting_keeps_startup_environment(config, monkeypatch):
-    monkeypatch.setitem(settings._STARTUP_ENV, "SPECTRALTF_THREADS", "5")
+def test_default_setting_keeps_the_environment_default(config):
     config.settings[settings.THREADS].setValue(0)
-    settings.apply_settings()
-    assert onnx_backend.default_threads() == 5
+    assert settings.runtime_config({"SPECTRALTF_THREADS": "1"}).threads == 1
+    config.settings[settings.THREADS].setValue(1)
+    assert settings.runtime_config({"SPECTRALTF_THREADS": "5"}).threads == 1  # the setting wins
 
 
-def test_device_and_model_folder(config, tmp_path, monkeypatch):
+def test_device_and_model_folder(config, tmp_path):
     config.settings[settings.DEFAULT_DEVICE].setValue("cpu")
     config.settings[settings.MODEL_FOLDER].setValue(str(tmp_path))
-    values = settings.apply_settings()
-    assert values == {"model_folder": str(tmp_path), "device": "cpu", "threads": values["threads"]}
-    assert onnx_backend.default_device() == "cpu"
-    assert os.environ["SPECTRALTF_MODEL_DIR"] == str(tmp_path)
+    cfg = settings.runtime_config({})
+    assert cfg.device == "cpu" and cfg.model_dirs == (str(tmp_path),)
+    assert onnx_backend.default_device(cfg) == "cpu"
+    assert "SPECTRALTF_MODEL_DIR" not in os.environ or os.environ["SPECTRALTF_MODEL_DIR"] != str(tmp_path)
     config.settings[settings.DEFAULT_DEVICE].setValue("auto")
     config.settings[settings.MODEL_FOLDER].setValue("")
-    monkeypatch.setitem(settings._STARTUP_ENV, "SPECTRALTF_DEVICE", None)
-    monkeypatch.setitem(settings._STARTUP_ENV, "SPECTRALTF_MODEL_DIR", None)
-    settings.apply_settings()
-    assert onnx_backend.default_device() == "auto"
-    assert "SPECTRALTF_MODEL_DIR" not in os.environ
+    cfg = settings.runtime_config({"SPECTRALTF_DEVICE": "cpu", "SPECTRALTF_MODEL_DIR": "/x"})
+    assert cfg.device == "cpu" and cfg.model_dirs == ("/x",)  # the environment seeds the defaults
+    assert settings.runtime_config({}).device == "auto"
     with pytest.raises(ValueError):
         config.settings[settings.MODEL_FOLDER].setValue(str(tmp_path / "missing"))
 
@@ -90,8 +81,7 @@ def test_auto_device_uses_default_device(config, tmp_path):
     path = tmp_path / "id.onnx"
     onnx.save(model, str(path))
     config.settings[settings.DEFAULT_DEVICE].setValue("cpu")
-    settings.apply_settings()
-    session = onnx_backend.load_session(path, "auto", threads=1)
+    session = onnx_backend.load_session(path, "auto", threads=1, config=settings.runtime_config({}))
     assert session.providers == ["CPUExecutionProvider"]
     assert session.device == "cpu"
 
@@ -116,3 +106,19 @@ def test_version_info_reports_runtime(processing_provider):
     info = processing_provider.versionInfo()
     assert onnxruntime.__version__ in info and "CPUExecutionProvider" in info
     assert f"ONNX Runtime {onnxruntime.__version__}" in processing_provider.longName()
+
+
+def test_runtime_config_from_environment_and_bounds():
+    cfg = RuntimeConfig.from_environment({"SPECTRALTF_THREADS": "100000", "SPECTRALTF_BLOCK_MB": "8",
+                                          "SPECTRALTF_COMPRESS": "none", "SPECTRALTF_DEVICE": "CPU"})
+    assert cfg.threads == 100000 and cfg.cpu_threads == cpu_cores()  # capped at the cores
+    assert cfg.block_bytes == 8 * 1024 * 1024 and cfg.compression == "NONE" and cfg.device == "cpu"
+    junk = RuntimeConfig.from_environment({"SPECTRALTF_THREADS": "lots", "SPECTRALTF_BLOCK_MB": "-1",
+                                           "SPECTRALTF_DEVICE": "tpu"})
+    assert (junk.threads, junk.block_mb, junk.device) == (0, 64, "auto")  # malformed variables: defaults
+    assert RuntimeConfig.from_environment({"SPECTRALTF_THREADS": "3"}, threads=1).threads == 1
+    with pytest.raises(Exception, match="DEVICE: 'tpu' is not a device"):
+        RuntimeConfig(device="tpu")
+    with pytest.raises(Exception, match="threads: 1.5 is not a whole number"):
+        RuntimeConfig(threads=1.5)
+    assert RuntimeConfig(model_dirs="/a" + os.pathsep + "/b").model_dirs == ("/a", "/b")

@@ -4,7 +4,8 @@ import pytest
 from osgeo import gdal
 
 from spectral_transformers.runtime import spectral
-from spectral_transformers.runtime.raster_io import Grid, RasterWriter, Window, open_raster
+from spectral_transformers.runtime.pipeline import OutputSet
+from spectral_transformers.runtime.raster_io import Grid, Window, open_raster
 from support import shared
 
 
@@ -69,7 +70,10 @@ def test_imagery_domain_and_text_parsing():
 def test_written_metadata_reads_back(tmp_path):
     wl, fw = np.array([450.5, 865.25]), np.array([10.0, 20.0])
     path = tmp_path / "out.tif"
-    with RasterWriter(path, Grid(3, 2), 2) as w:
+    outs = OutputSet()
+    outs.add_output("OUTPUT", path)
+    with outs:
+        w = outs.create("OUTPUT", Grid(3, 2), 2)
         w.write(Window(0, 0, 3, 2), np.ones((2, 2, 3), np.float32))
         spectral.write_spectral_metadata(w.ds, wl, fw, bbl=[1, 0])
     ds = gdal.Open(str(path))
