@@ -413,3 +413,16 @@ def test_one_thread_spectf_runs_small_chunks_with_identical_results(monkeypatch)
         monkeypatch.undo()
         assert set(sizes) == {spectf.CPU_CHUNK} and sum(sizes) == 64, (threads, sizes)
     np.testing.assert_array_equal(probs[1], probs[2])
+
+
+@pytest.mark.qgis_process
+@pytest.mark.parametrize("assignment", ["THRESHOLD=2", "DEVICE=gpu"])
+def test_bad_value_gets_the_qgis_process_message(tmp_path, capsys, assignment):
+    rfl = batch_scenes.shared("emit", "emit_l2a_rfl_10x10.img")
+    lst = write_csv(tmp_path / "list.csv", ["INPUT"], [[str(rfl)]])
+    assert cli.main(["run", "cloudmask", "--inputs", lst, "--output-dir", str(tmp_path / "out"), assignment]) == 2
+    message = capsys.readouterr().err.strip().splitlines()[-1].removeprefix("error: ")
+    assert message.startswith(assignment.split("=")[0] + ": "), message
+    code, _, stdout, stderr = qgis_process("run", "spectraltf:cloudmask", "--", f"INPUT={rfl}", assignment,
+                                           f"OUTPUT={tmp_path / 'x.tif'}", json_output=False)
+    assert code != 0 and message in stdout + stderr, (message, stdout + stderr)
