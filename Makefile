@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 
-.PHONY: setup demo test test-fast bench package docs-images clean
+.PHONY: setup demo test test-matrix test-fast bench package docs-images clean
 
 setup:
 	bash scripts/setup.sh
@@ -12,6 +12,12 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest
+
+# The suite on QGIS 3.22 (this machine), 3.40 (Debian 13 chroot) and 3.44 LTR (Debian unstable chroot),
+# as root; chroots cached in /var/cache/spectral-transformers. Pick legs with MATRIX="host sid".
+MATRIX ?= host trixie sid
+test-matrix:
+	bash scripts/test_matrix.sh $(MATRIX)
 
 bench: setup
 	bash bench/run_all.sh

@@ -31,6 +31,10 @@ STACKINGS = ("date-major", "band-major")
 OUTPUT_KINDS = ("logits", "probabilities", "sigmoid")
 NODATA_POLICIES = ("mask",)
 TILING_SCHEMES = ("edge", "padded")
+#: Per-tile normalisation applied by the tile loop after scale/offset/mean/std: ``none``, or
+#: ``tile-minmax`` (each band of each tile → ``(x − min) / (max − min + minmax_epsilon)`` over the
+#: tile's valid pixels, as SpectralGPT scales each image).
+NORMALIZATIONS = ("none", "tile-minmax")
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 #: Largest tile edge accepted from a card (pixels); bigger tiles would not fit in memory.
 MAX_TILE = 8192
@@ -422,6 +426,8 @@ def _validate_segmentation(card, chk):
     nodata = chk.string(inp, "nodata", "card.input", default="mask", choices=NODATA_POLICIES)
     fill = chk.number(inp.get("fill_value", 0.0), "card.input.fill_value")
     tensor_in = chk.string(inp, "tensor", "card.input")
+    normalization = chk.string(inp, "normalization", "card.input", default="none", choices=NORMALIZATIONS)
+    eps = chk.number(inp.get("minmax_epsilon", 1e-9), "card.input.minmax_epsilon", minimum=0)
 
     # output
     kind = chk.string(outp, "kind", "card.output", required=True, choices=OUTPUT_KINDS)
@@ -455,7 +461,8 @@ def _validate_segmentation(card, chk):
     return {
         "input": {"tile_size": tile, "frames": frames, "layout": layout, "stacking": stacking,
                   "bands": norm_bands, "scale": scale, "offset": offset, "mean": mean, "std": std,
-                  "nodata": nodata, "fill_value": fill, "tensor": tensor_in},
+                  "nodata": nodata, "fill_value": fill, "tensor": tensor_in,
+                  "normalization": normalization, "minmax_epsilon": eps},
         "output": {"kind": kind, "classes": norm_classes, "tensor": tensor_out},
         "tiling": {"overlap": overlap, "crop": crop, "scheme": scheme},
     }
@@ -470,6 +477,8 @@ def card_summary(card):
         inp = card["input"]
         parts.append("bands=" + ",".join(b["name"] for b in inp["bands"]))
         parts.append(f"tile={inp['tile_size'][0]}x{inp['tile_size'][1]}")
+        if inp.get("normalization", "none") != "none":
+            parts.append(f"normalization={inp['normalization']}")
         if inp["frames"] > 1:
             parts.append(f"frames={inp['frames']} ({inp['layout']}, {inp['stacking']})")
         parts.append("classes=" + ",".join(c["name"] for c in card["output"]["classes"]))

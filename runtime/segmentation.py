@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import band_matching, registry, tiling
+from . import band_matching, registry, tile_norm, tiling
 from .errors import InputError, ModelError
 from .model import OnnxModel
 from .monitor import ensure
@@ -262,6 +262,10 @@ def run_segmentation(inputs, model, outputs, bands=None, overlap=None, crop=None
     std = np.asarray(inp["std"], np.float32)[:, None, None]
     values = np.array([c["value"] for c in classes], dtype=np.uint8)
     fill = np.float32(inp["fill_value"])
+    per_tile = inp.get("normalization", "none")
+    if per_tile != "none":
+        monitor.info(f"Input normalisation per {th}x{tw} tile: {per_tile} (each band of each window scaled by its "
+                     "own valid pixels, as the model card asks)")
 
     result = SegmentationResult(dict(outputs), entry.id, provider=runner.provider, band_matches=matches)
     counts = np.zeros(k, dtype=np.int64)
@@ -305,6 +309,7 @@ def run_segmentation(inputs, model, outputs, bands=None, overlap=None, crop=None
             block[:, :, ~valid_block] = fill
             rows_x = block[:, :, ridx - lo]          # (F, C, tile_h, width): the tile rows incl. padding
             rows_valid = valid_block[y0 + r0 - lo:y0 + r1 - lo]  # raster rows inside the windows
+            rows_ok = valid_block[ridx - lo] if per_tile != "none" else None  # validity incl. padding rows
             del block
 
             pending = []
@@ -318,6 +323,9 @@ def run_segmentation(inputs, model, outputs, bands=None, overlap=None, crop=None
                 monitor.check()
                 cols = pending[b0:b0 + batch_size]
                 tiles = np.stack([rows_x[..., plan.col_index(x0)] for x0 in cols])
+                if rows_ok is not None:
+                    tiles = tile_norm.apply(per_tile, tiles, np.stack([rows_ok[:, plan.col_index(x0)] for x0 in cols]),
+                                            inp.get("minmax_epsilon", 1e-9), fill)
                 probs = runner.probabilities(tiles, monitor)
                 for p, x0 in zip(probs, cols):
                     c0, c1 = plan.inside(x0, tw, width)

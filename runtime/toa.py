@@ -15,7 +15,7 @@ metadata (NOAA solar position at the georeferenced centre; the distance needs on
 algorithms); :func:`toa_reflectance` is the streaming raster-to-raster driver.
 """
 import os
-from datetime import datetime
+from datetime import datetime, timezone
 
 import numpy as np
 
@@ -327,7 +327,7 @@ class ToaConverter:
                 monitor.warn(msg)
             monitor.info(msg)
             notes.append(msg)
-        if when is not None and when > datetime.utcnow():
+        if when is not None and when > datetime.now(timezone.utc).replace(tzinfo=None):  # naive UTC
             monitor.warn(f"the acquisition time {when:%Y-%m-%d} in the metadata lies in the future; check it "
                          "(solar position and distance were computed from it).")
 

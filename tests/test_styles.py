@@ -51,7 +51,7 @@ def test_cloud_mask_classes_load_as_paletted(qgis_app, tmp_path):
     layer = _load(raster, qml)
     renderer = layer.renderer()
     assert renderer.type() == "paletted"
-    assert renderer.band() == 1
+    assert renderer.usesBands() == [1]  # band() is deprecated since 3.38
     got = {c.value: (c.label, c.color.getRgb()) for c in renderer.classes()}
     assert got == {
         0: ("clear", (0, 0, 0, 0)),
@@ -78,7 +78,7 @@ def test_pseudocolor_loads_with_ramp_and_range(qgis_app, tmp_path, ramp):
     layer = _load(raster, styles.write_pseudocolor_qml(tmp_path / "prob.qml", 0.0, 1.0, ramp=ramp))
     renderer = layer.renderer()
     assert renderer.type() == "singlebandpseudocolor"
-    assert renderer.band() == 1
+    assert renderer.usesBands() == [1]  # band() is deprecated since 3.38
     assert renderer.classificationMin() == 0.0
     assert renderer.classificationMax() == 1.0
     shader = renderer.shader().rasterShaderFunction()
@@ -100,7 +100,7 @@ def test_pseudocolor_other_band_and_explicit_colours(qgis_app, tmp_path):
                   styles.write_pseudocolor_qml(tmp_path / "two.qml", 400, 2500, band=2,
                                                ramp=[(0, 0, 0), (255, 0, 0, 255)]))
     renderer = layer.renderer()
-    assert renderer.band() == 2
+    assert renderer.usesBands() == [2]  # band() is deprecated since 3.38
     assert (renderer.classificationMin(), renderer.classificationMax()) == (400.0, 2500.0)
     items = renderer.shader().rasterShaderFunction().colorRampItemList()
     assert [(i.value, i.color.name()) for i in items] == [(400.0, "#000000"), (2500.0, "#ff0000")]
@@ -160,9 +160,10 @@ def _styling_algorithm():
     return alg
 
 
-def test_style_output_applied_by_dialog_postprocessing(qgis_app, qgis_processing, tmp_path):
+def test_style_output_applied_by_dialog_postprocessing(qgis_app, qgis_processing, tmp_path, monkeypatch):
     import gc
 
+    from processing.gui import Postprocessing
     from processing.gui.Postprocessing import handleAlgorithmResults
     from qgis.core import (QgsProcessingContext, QgsProcessingFeedback, QgsProcessingOutputLayerDefinition,
                            QgsProject)
@@ -183,6 +184,8 @@ def test_style_output_applied_by_dialog_postprocessing(qgis_app, qgis_processing
     details = context.layerToLoadOnCompletionDetails(out)
     assert details.name == "Cloud mask" and details.forceName
 
+    # No layer tree here: QGIS 3.44 passes iface.layerTreeView() on to C++, which a mock iface cannot be.
+    monkeypatch.setattr(Postprocessing, "iface", None, raising=False)
     assert handleAlgorithmResults(_styling_algorithm(), context, feedback)
     layers = list(project.mapLayers().values())
     assert id(context.layerToLoadOnCompletionDetails(out).postProcessor()) == processor_id

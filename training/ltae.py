@@ -26,6 +26,7 @@ import math
 import os
 import sys
 import time
+import warnings
 
 import numpy as np
 
@@ -317,7 +318,7 @@ def load_checkpoint(path):
     return model, ckpt["card"]
 
 
-def export_onnx(model, path, card=None, opset=17):
+def export_onnx(model, path, card=None, opset=18):
     """Export to ONNX (inputs ``series`` (N, T, C), ``doy`` (T,); outputs ``logits``, ``attention``;
     dynamic N and T) and embed ``card`` as metadata ``model_card``. Returns ``path``."""
     import onnx
@@ -327,10 +328,16 @@ def export_onnx(model, path, card=None, opset=17):
     c = model.config["in_channels"]
     example = (torch.zeros(3, 5, c), torch.arange(5, dtype=torch.float32) * 10.0)
     tmp = f"{path}.tmp-{os.getpid()}"
-    torch.onnx.export(model, example, tmp, input_names=["series", "doy"], output_names=["logits", "attention"],
-                      dynamic_axes={"series": {0: "N", 1: "T"}, "doy": {0: "T"}, "logits": {0: "N"},
-                                    "attention": {0: "N", 2: "T"}},
-                      opset_version=opset, dynamo=False, do_constant_folding=True)
+    n, t = torch.export.Dim("N"), torch.export.Dim("T")
+    # torch.export-based exporter (the TorchScript one is deprecated). T shared by both inputs makes
+    # the exporter say it keeps one name for the two axes: expected, not worth a warning.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*axis name", category=UserWarning)
+        prog = torch.onnx.export(model, example, None, dynamo=True, opset_version=opset,
+                                 input_names=["series", "doy"], output_names=["logits", "attention"],
+                                 dynamic_shapes={"series": {0: n, 1: t}, "doy": {0: t}},
+                                 optimize=True, verbose=False)
+    prog.save(tmp)
     proto = onnx.load(tmp)
     if card is not None:
         entry = proto.metadata_props.add()
