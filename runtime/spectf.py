@@ -196,12 +196,13 @@ class SpectfModel(OnnxModel):
         wl = np.ascontiguousarray(wavelengths_nm, dtype=np.float32)
         session = self.session if attention else self.probability_session()
         n, workers = spectra.shape[0], self._workers()
-        if workers == 1 or n <= CPU_CHUNK:
+        if self.session.device != "cpu" or n <= CPU_CHUNK:
             out = self.infer(names, {"spectra": spectra, "wavelengths": wl}, monitor, session=session)
             prob = np.asarray(out[0], dtype=np.float32).reshape(-1)
             return prob, (np.asarray(out[1], dtype=np.float32) if attention else None)
 
-        # CPU: one single-threaded run of CPU_CHUNK spectra at a time on each core
+        # CPU: one single-threaded run of CPU_CHUNK spectra at a time on each core (also with one
+        # thread, e.g. a batch worker: small runs take ~25 % less CPU than one run of the whole batch)
         single = self._single_threaded(session)
         prob = np.empty(n, np.float32)
         att = np.empty((n, spectra.shape[1]), np.float32) if attention else None
@@ -217,6 +218,9 @@ class SpectfModel(OnnxModel):
                 if attention:
                     att[start:stop] = out[1]
 
+        if workers == 1:
+            work(parts[0])
+            return prob, att
         futures = [self._executor(workers).submit(work, part) for part in parts if len(part)]
         for future in futures:
             future.result()  # re-raises Cancelled or an inference error from a worker

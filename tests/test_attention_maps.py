@@ -8,7 +8,7 @@ from osgeo import gdal
 
 from support import built_model, qgis_process, require_torch, shared
 
-from spectral_transformers.runtime.raster_io import write_array
+from spectral_transformers.runtime.pipeline import write_array
 
 torch = require_torch()
 torch.set_num_threads(1)
