@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import onnx_backend
+from . import band_validity, onnx_backend
 from .config import cpu_cores, ensure_config
 from .errors import InputError, ModelError
 from .monitor import ensure
@@ -314,18 +314,34 @@ def _metadata_hint(ds):
     return None
 
 
-def decide_input_type(ds, requested, bands, monitor=None):
+def decide_input_type(ds, requested, bands, monitor=None, sample=None, explicit_scale=False, tagged_scale=None,
+                      parameter="INPUT"):
     """Resolve ``requested`` (auto/radiance/reflectance) for ``ds``; logs the decision.
 
     Auto: the sampled value range decides (99th percentile > 1.5 → radiance), metadata (e.g. the
     ENVI description "Radiance ...") only when there are no valid values. Reflectance requested for
-    data that are obviously radiance raises :class:`InputError`; doubtful cases warn."""
+    data that are obviously radiance raises :class:`InputError`; doubtful cases warn.
+
+    ``sample``: a :class:`.band_validity.Sample` of the used bands (else ``bands`` are sampled).
+    Whole numbers that look like reflectance ×10000 (×1000, ×100) without a scale tag or an
+    explicit scale are refused unless radiance is requested (the radiance ceiling judges those)."""
     monitor = ensure(monitor)
     requested = (requested or "auto").lower()
     if requested not in INPUT_TYPES:
         raise InputError(f"'{requested}' is not a valid input type; expected one of {', '.join(INPUT_TYPES)}.",
                          "INPUT_TYPE")
-    values = sample_values(ds, bands)
+    if sample is not None:
+        values = sample.physical[np.isfinite(sample.physical)]
+    else:
+        values = sample_values(ds, bands)
+    if tagged_scale is None:
+        tagged_scale = any((ds.GetRasterBand(int(b)).GetScale() or 1.0) != 1.0 for b in (bands or [1]))
+    if requested != "radiance" and not explicit_scale and not tagged_scale and values.size:
+        factor = band_validity.stored_integer_scale(band_validity.Sample(values[None], values[None]))
+        if factor is not None:
+            raise InputError(band_validity.scaled_integers_message(
+                factor, float(np.percentile(values, 99)),
+                "radiance" if requested == "auto" else "reflectance (0–~1.2)"), parameter)
     p99 = float(np.percentile(values, 99)) if values.size else None
     hint = _metadata_hint(ds)
     stats = f"99th percentile of sampled values {p99:.3g}" if p99 is not None else "no valid values sampled"
@@ -334,7 +350,7 @@ def decide_input_type(ds, requested, bands, monitor=None):
             raise InputError(
                 f"the input holds values up to {p99:.3g} ({stats}), far above TOA reflectance (0–~1.2): it looks "
                 "like radiance. Use INPUT_TYPE=radiance with the OBSERVATION file (or SOLAR_ZENITH) so it is "
-                "converted to TOA reflectance, or give a reflectance raster.", "INPUT")
+                "converted to TOA reflectance, or give a reflectance raster.", parameter)
         if (p99 is not None and p99 > RADIANCE_MIN_P99) or hint == "radiance":
             monitor.warn(f"INPUT_TYPE=reflectance, but the input looks like radiance ({stats}; metadata: "
                          f"{hint or 'no hint'}); results are only meaningful for TOA reflectance.")
@@ -357,13 +373,14 @@ def decide_input_type(ds, requested, bands, monitor=None):
     return decided
 
 
-def _toa_converter(ds, bands, observation, irradiance, solar_zenith, earth_sun_distance, monitor, names):
+def _toa_converter(ds, bands, observation, irradiance, solar_zenith, earth_sun_distance, monitor, names, scale=None):
     """A :class:`~.toa.ToaConverter` for the 1-based radiance ``bands`` of ``ds``."""
     from .toa import ToaConverter
 
     return ToaConverter.create(ds, observation_ds=observation, irradiance=irradiance, solar_zenith=solar_zenith,
                                earth_sun_distance=earth_sun_distance, monitor=monitor, bands=bands,
-                               parameters={"INPUT": names["input"], "OBSERVATION": names["observation"]})
+                               parameters={"INPUT": names["input"], "OBSERVATION": names["observation"],
+                                           "SCALE": names["scale"]}, scale=scale)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -409,7 +426,7 @@ class _WarnTap:
 #: Processing parameter names used in error messages (override with ``run_spectf(parameters=...)``).
 DEFAULT_PARAMETER_NAMES = {
     "input": "INPUT", "model": "MODEL", "threshold": "THRESHOLD", "batch_size": "BATCH_SIZE", "device": "DEVICE",
-    "observation": "OBSERVATION", "mask": "OUTPUT", "probability": "OUTPUT_PROBABILITY",
+    "observation": "OBSERVATION", "scale": "SCALE", "mask": "OUTPUT", "probability": "OUTPUT_PROBABILITY",
     "attention": "OUTPUT_ATTENTION", "top_wavelength": "OUTPUT_TOP_WAVELENGTH",
 }
 
@@ -426,7 +443,7 @@ def _check_outputs(outputs):
 
 def run_spectf(input_ds, model=DEFAULT_MODEL, outputs=None, input_type="auto", observation=None,
                irradiance=None, solar_zenith=None, earth_sun_distance=None, threshold=None, device="auto",
-               batch_size=None, monitor=None, block_bytes=None, parameters=None, config=None):
+               batch_size=None, monitor=None, block_bytes=None, parameters=None, config=None, scale=None):
     """Run SpecTf over a raster, streaming blocks; write the requested outputs.
 
     Parameters
@@ -447,6 +464,15 @@ def run_spectf(input_ds, model=DEFAULT_MODEL, outputs=None, input_type="auto", o
     parameters : optional mapping from argument / output keys to the Processing parameter names
         used in error messages (:data:`DEFAULT_PARAMETER_NAMES`, e.g. ``{"attention": "OUTPUT"}``).
     config : :class:`~.config.RuntimeConfig` (threads, device for auto, block budget, compression).
+    scale : factor turning stored values into physical ones (e.g. 0.0001 for reflectance ×10000),
+        replacing the file's GDAL scale/offset; default the file's. The applied scale is logged.
+
+    Band and pixel policy (:mod:`.band_validity`): bands in the card's drop ranges, flagged bad
+    (``bbl`` = 0) or nodata in every sampled pixel are not used; a pixel needs every used band
+    (SpecTf sees the whole spectrum), else it is nodata in the outputs. Reflectance stored as
+    integers without a scale tag, and radiance brighter than the Sun can make it, are refused
+    naming INPUT. A result without valid pixels is a warning (log and output metadata), an error
+    when pixels hold data but none in every used band.
 
     Returns a :class:`SpectfResult`.
     """
@@ -497,21 +523,24 @@ def run_spectf(input_ds, model=DEFAULT_MODEL, outputs=None, input_type="auto", o
             raise ModelError(f"{spectf.path} has no 'attention' output; an attention output needs a SpecTf "
                              "export with outputs probability, logits and attention (N,S).", names["model"])
 
-    # -- bands ---------------------------------------------------------------------------------
+    # -- bands and value scale -----------------------------------------------------------------
     wl = np.asarray(info.wavelength_nm, dtype=np.float64)
-    keep = keep_bands(wl, spectf.drop_ranges_nm)
-    band_idx = np.nonzero(keep)[0]
-    if band_idx.size == 0:
-        raise InputError(f"no band lies outside the model's drop ranges {list(spectf.drop_ranges_nm)} nm "
-                         f"(input wavelengths {wl.min():.0f}–{wl.max():.0f} nm); expected a VSWIR "
-                         "spectrum (about 400–2500 nm).", names["input"])
+    all_bands = list(range(1, ds.RasterCount + 1))
+    scales, offsets, scale_source = band_validity.value_scale(ds, all_bands, scale, names["scale"])
+    band_validity.log_scale(monitor, scale_source)
+    drops = [list(r) for r in spectf.drop_ranges_nm]
+    choice = band_validity.choose_bands(ds, info, keep_bands(wl, spectf.drop_ranges_nm), (scales, offsets),
+                                        names["input"], monitor, model_reason=f"inside the model's drop ranges {drops} nm")
+    band_idx = choice.indices
     used_wl = wl[band_idx]
-    monitor.info(f"Bands: {band_idx.size} of {wl.size} used ({used_wl.min():.1f}–{used_wl.max():.1f} nm; "
-                 f"dropped {wl.size - band_idx.size} inside {[list(r) for r in spectf.drop_ranges_nm]} nm; "
-                 f"wavelengths from {info.source}).")
+    monitor.info(f"Wavelengths from {info.source}; a pixel needs every used band (else it is nodata).")
     if spectf.fixed_bands is not None and spectf.fixed_bands != band_idx.size:
         raise InputError(f"the model takes exactly {spectf.fixed_bands} bands but {band_idx.size} remain after "
                          "dropping; use a model with a dynamic band dimension or an EMIT-like input.", names["input"])
+    all_ok, any_ok = band_validity.usable_pixels(choice.sample)
+    if any_ok and not all_ok:
+        monitor.warn(f"none of the {any_ok} sampled pixels with data has every one of the {band_idx.size} used bands; "
+                     "the result may have no valid pixel.")
     mismatch = wavelength_mismatch(used_wl, spectf.trained_wavelengths_nm)
     if mismatch:
         trained_on = spectf.card.get("trained_on", "EMIT")
@@ -530,7 +559,9 @@ def run_spectf(input_ds, model=DEFAULT_MODEL, outputs=None, input_type="auto", o
     batch_size = int(batch_size) if batch_size else spectf.recommended_batch_size
 
     # -- input type and TOA conversion ---------------------------------------------------------
-    kind = decide_input_type(ds, input_type, (band_idx[:: max(1, band_idx.size // 12)] + 1).tolist(), monitor)
+    kind = decide_input_type(ds, input_type, None, monitor, sample=choice.sample, explicit_scale=scale is not None,
+                             tagged_scale=bool(np.any(scales[band_idx] != 1.0) or np.any(offsets[band_idx] != 0.0)),
+                             parameter=names["input"])
     converter = None
     if kind == "radiance":
         if irradiance is None and spectf.solar_irradiance_path:
@@ -538,13 +569,14 @@ def run_spectf(input_ds, model=DEFAULT_MODEL, outputs=None, input_type="auto", o
             monitor.info(f"Solar spectrum: the model's own ({os.path.basename(irradiance)}), as its reference "
                          "implementation converts radiance; set IRRADIANCE to use another.")
         converter = _toa_converter(ds, (band_idx + 1).tolist(), observation, irradiance, solar_zenith,
-                                   earth_sun_distance, monitor, names)
+                                   earth_sun_distance, monitor, names, scale)
 
     result = SpectfResult(outputs=dict(outputs), model_id=spectf.id, input_type=kind, threshold=threshold,
                           batch_size=batch_size, provider=spectf.session.active_provider,
                           wavelengths_nm=used_wl, band_indices=band_idx + 1)
     _stream(ds, spectf, converter, band_idx, used_wl, outputs, threshold, batch_size, monitor,
-            int(block_bytes or config.block_bytes), result, info, names, outs)
+            int(block_bytes or config.block_bytes), result, info, names, outs,
+            (scales[band_idx], offsets[band_idx]))
     result.warnings = tap.warnings
     return result
 
@@ -586,7 +618,7 @@ def _open_writers(outs, grid, outputs, used_wl, info, band_idx, spectf, threshol
 
 
 def _stream(ds, spectf, converter, band_idx, used_wl, outputs, threshold, batch_size, monitor, budget, result,
-            info, names, outs):
+            info, names, outs, scales_offsets=None):
     grid = Grid.of(ds)
     bands = (band_idx + 1).tolist()
     want_att = "attention" in outputs or "top_wavelength" in outputs
@@ -598,13 +630,17 @@ def _stream(ds, spectf, converter, band_idx, used_wl, outputs, threshold, batch_
     total = float(grid.width * grid.height)
     monitor.info(f"Streaming {len(windows)} block(s) of up to {windows[0].ysize if windows else 0} rows; "
                  f"batch size {batch_size}.")
-    done = 0
+    done = some_data = 0
     with outs:
         writers = _open_writers(outs, grid, outputs, used_wl, info, band_idx, spectf, threshold,
                                 result.input_type, names)
         observation = converter.observation_ds if converter is not None else None
         for window in stream(windows, monitor, release=(ds, observation)):
-            values, valid = read_block(ds, window, bands)  # used bands only, NaN at nodata
+            values, band_valid = read_block(ds, window, bands, scales_offsets, per_band=True)  # used bands only
+            some_data += int(np.any(band_valid, axis=0).sum())
+            valid = np.all(band_valid, axis=0)
+            del band_valid
+            values[:, ~valid] = np.nan
             if converter is not None:
                 values = converter.convert(window, values)
                 valid &= np.all(np.isfinite(values), axis=0)
@@ -649,6 +685,16 @@ def _stream(ds, spectf, converter, band_idx, used_wl, outputs, threshold, batch_
                     result.top_wavelength_range = (lo, hi) if old is None else (min(old[0], lo), max(old[1], hi))
                 writers["top_wavelength"].write(window, block)
             done += window.xsize * window.ysize
+        if result.valid_pixels == 0 and some_data:
+            raise InputError(f"no pixel has data in every one of the {band_idx.size} used bands ({some_data} pixels "
+                             "have data in some): every pixel was lost to the band choice. Check the bad-band list and "
+                             "nodata values of the input.", names["input"])
+        warning = None
+        if result.valid_pixels == 0:
+            warning = "the result has no valid pixel: every input pixel is nodata"
+            monitor.warn(warning + ".")
+        for writer in writers.values():
+            band_validity.note_valid_pixels(writer, result.valid_pixels, warning)
         _write_styles(outs, outputs, names, result)
     monitor.info(f"Valid pixels: {result.valid_pixels}; cloud: {result.cloud_pixels} "
                  f"({100 * result.cloud_fraction:.1f} %).")
