@@ -103,6 +103,32 @@ def resolve_model(value, parameter="MODEL", config=None):
         return path, {}, os.path.splitext(os.path.basename(path))[0]
 
 
+IMPORT_HINT = ("convert it once with: python -m spectral_transformers.training import-onnx {path} OUT.onnx "
+               "(float32, dynamic batch, the plugin's inputs), then give OUT.onnx as MODEL.")
+
+
+def _is_bfloat16(path):
+    """Whether the ONNX file at ``path`` holds bfloat16 tensors (onnx package if present, else a byte
+    scan of the graph's declared tensor types)."""
+    try:
+        import onnx
+
+        model = onnx.load(str(path), load_external_data=False)
+        bf16 = onnx.TensorProto.BFLOAT16
+        return any(t.data_type == bf16 for t in model.graph.initializer) or any(
+            vi.type.tensor_type.elem_type == bf16 for vi in list(model.graph.input) + list(model.graph.output))
+    except ImportError:
+        pass
+    except Exception:  # noqa: BLE001 - not a readable ONNX file: not bf16 as far as we can tell
+        return False
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(1 << 20)
+    except OSError:
+        return False
+    return b"\x08\x10\x12" in head  # elem_type: BFLOAT16 (16) in a TypeProto.Tensor
+
+
 def _dims(arg):
     return list(getattr(arg, "shape", None) or [])
 
@@ -121,7 +147,14 @@ class SpectfModel:
         self._probability_session = None
         self._pool, self._pool_workers = None, 0
         self._pool_lock = threading.Lock()
-        self.session = onnx_backend.load_session(path, device, threads, parameter, config=config)
+        try:
+            self.session = onnx_backend.load_session(path, device, threads, parameter, config=config)
+        except ModelError as exc:
+            if _is_bfloat16(path):
+                raise ModelError(f"{path} is a bfloat16 ONNX model (such as the upstream SpecTf release), which ONNX "
+                                 f"Runtime cannot run on this machine; {IMPORT_HINT.format(path=path)}",
+                                 parameter) from None
+            raise exc from None
         self.path = self.session.path
         self.card = dict(card) if card else _card_from_file(self.path, self.session)
         self.id = model_id or self.card.get("id") or os.path.splitext(os.path.basename(self.path))[0]
@@ -146,6 +179,12 @@ class SpectfModel:
             raise ModelError(f"{self.path} is a '{task}' model, not a SpecTf cloud model ({TASK}); {expected}.",
                              self.parameter)
         ins, outs = s.inputs, s.outputs
+        if "spectra" not in ins and len(ins) == 1 and len(_dims(next(iter(ins.values())))) == 3 \
+                and _dims(next(iter(ins.values())))[2] == 2:
+            name, arg = next(iter(ins.items()))
+            raise ModelError(f"{self.path} takes upstream SpecTf's tokens ({name} {_dims(arg)} = [reflectance, "
+                             f"normalised wavelength]) instead of the plugin's spectra (N,S) and wavelengths (S); "
+                             f"{IMPORT_HINT.format(path=self.path)}", self.parameter)
         ok = ("spectra" in ins and "wavelengths" in ins and "probability" in outs
               and len(_dims(ins["spectra"])) == 2 and len(_dims(ins["wavelengths"])) == 1)
         if not ok:
