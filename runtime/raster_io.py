@@ -193,6 +193,9 @@ def open_raster(path, parameter="INPUT"):
             raise InputError(f"cannot open {path} as a raster ({exc}).", parameter) from None
     if ds is None or ds.RasterCount == 0:
         raise InputError(f"{path} is not a raster with bands.", parameter)
+    from .completeness import check_complete  # a file shorter than its header: refused, never read as zeros
+
+    check_complete(ds, parameter)
     return ds
 
 

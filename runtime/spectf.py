@@ -311,7 +311,10 @@ def wavelength_mismatch(used_nm, trained_nm, tolerance=WAVELENGTH_TOLERANCE_NM):
     """Why ``used_nm`` differ from the training wavelengths (a sentence), or None when they match."""
     if trained_nm is None:
         return None
-    used_nm = np.asarray(used_nm, dtype=np.float64)
+    # SpecTf's tokens carry their own wavelength and it has no positional encoding: band order does not
+    # matter (a descending cube gives identical results), so centres are compared as sets
+    used_nm = np.sort(np.asarray(used_nm, dtype=np.float64))
+    trained_nm = np.sort(np.asarray(trained_nm, dtype=np.float64))
     if used_nm.size != trained_nm.size:
         return f"{used_nm.size} bands are used but the model was trained on {trained_nm.size}"
     diff = float(np.max(np.abs(used_nm - trained_nm)))
@@ -556,6 +559,12 @@ def run_spectf(input_ds, model=DEFAULT_MODEL, outputs=None, input_type="auto", o
     spectf = SpectfModel.load(model, device=device, threads=config.cpu_threads, parameter=names["model"],
                               config=config)
     monitor.info(f"Model: {spectf.id} ({spectf.path}).")
+    if isinstance(model, str) and model.strip() and not _looks_like_path(model.strip()):
+        from .registry import duplicate_warning
+
+        duplicate = duplicate_warning(model.strip(), config)
+        if duplicate:
+            monitor.warn(duplicate)
     monitor.info(spectf.session.describe())
     if "attention" in outputs or "top_wavelength" in outputs:
         if not spectf.has_attention:

@@ -120,6 +120,8 @@ def models(config, monitor, output_json=None):
 
     entries = registry.list_models(config=config)
     for e in entries:
+        if e.duplicate_warning:
+            monitor.warn(e.duplicate_warning)
         if e.error:
             monitor.warn(f"{e.id} ({e.origin}, {e.path}): unusable: {e.error}")
         else:
