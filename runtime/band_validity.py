@@ -300,3 +300,37 @@ def note_valid_pixels(writer, count, warning=None):
     if warning:
         metadata["warning"] = warning
     writer.set_metadata(metadata)
+
+
+#: Median |z| (over bands and sampled pixels) of normalised model inputs above which the input cannot
+#: be what the model was trained on (a ×10000 scale puts reflectance thousands of σ away).
+MAX_MEDIAN_Z = 25.0
+
+
+def check_model_input(ds, bands, scale, offset, mean, std, parameter="INPUT", name=""):
+    """Refuse a segmentation input whose values, after the file's scale and the card's ``scale``/
+    ``offset``, lie far outside the model's training distribution (``mean``/``std`` per model band):
+    median |(v·scale + offset − mean)/std| > :data:`MAX_MEDIAN_Z`. Proposes a scale when the values
+    look like reflectance stored as integers. Returns the median |z| (None without valid samples)."""
+    sample = sample_bands(ds, bands, *value_scale(ds, bands)[:2])
+    col = lambda v: np.asarray(v, dtype=np.float64).reshape(-1)[:, None]  # noqa: E731
+    x = sample.physical * col(scale) + col(offset)
+    z = np.abs((x - col(mean)) / col(std))
+    z = z[np.isfinite(z)]
+    if z.size == 0:
+        return None
+    median = float(np.median(z))
+    if median <= MAX_MEDIAN_Z:
+        return median
+    values = x[np.isfinite(x)]
+    p99 = float(np.percentile(values, 99))
+    hint = ""
+    factor = stored_integer_scale(Sample(values[None], values[None]))
+    if factor is not None and float(np.max(np.abs(mean))) < MAX_REFLECTANCE:
+        hint = (f" They look like reflectance stored as integers ×{factor} without a scale tag: tag the file with "
+                f"gdal_edit.py -scale {1 / factor:g} FILE (or gdal_translate -a_scale {1 / factor:g}); the raster's "
+                "scale is honoured.")
+    raise InputError(f"{name + ': ' if name else ''}after the model card's scale/offset the values (99th percentile "
+                     f"{p99:.4g}) lie a median {median:.0f} standard deviations from the model's training mean, so the "
+                     f"model would return garbage.{hint or ' Check the input bands, their scale and units.'}",
+                     parameter)

@@ -239,6 +239,11 @@ def run_segmentation(inputs, model, outputs, bands=None, overlap=None, crop=None
     inp, classes = card["input"], card["output"]["classes"]
     monitor.info(f"Model {entry.id} ({entry.origin}): {entry.path}")
     datasets, band_lists, matches = open_inputs(inputs, card, bands, monitor)
+    from .band_validity import check_model_input  # ×10000 integers against a [0, 1] model: refused
+
+    for p, ds, bl in zip(inputs if not isinstance(inputs, (str, os.PathLike)) else [inputs], datasets, band_lists):
+        check_model_input(ds, bl, inp["scale"], inp["offset"], inp["mean"], inp["std"], "INPUT",
+                          os.path.basename(str(p)))
     for ds in datasets:
         outs.add_input("INPUT", ds)
     grid = Grid.of(datasets[0])
