@@ -734,9 +734,10 @@ def _stream(ds, spectf, converter, band_idx, used_wl, outputs, threshold, batch_
                 writers["top_wavelength"].write(window, block)
             done += window.xsize * window.ysize
         if result.valid_pixels == 0 and some_data:
-            raise InputError(f"no pixel has data in every one of the {band_idx.size} used bands ({some_data} pixels "
-                             "have data in some): every pixel was lost to the band choice. Check the bad-band list and "
-                             "nodata values of the input.", names["input"])
+            raise InputError(f"no pixel has data in every one of the {band_idx.size} used bands" + (
+                " and a valid OBS zenith" if converter is not None and converter.observation_ds is not None else "")
+                + f" ({some_data} pixels have data in some): every pixel was lost to the band choice. Check the "
+                "bad-band list and nodata values of the input.", names["input"])
         warning = None
         if result.valid_pixels == 0:
             warning = "the result has no valid pixel: every input pixel is nodata"
