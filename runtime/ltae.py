@@ -18,6 +18,7 @@ import numpy as np
 from . import dates as dates_mod
 from . import model_card, onnx_backend, raster_io
 from .errors import InputError, ModelError
+from .model import OnnxModel, static_dim
 from .monitor import ensure
 
 TASK = "temporal-attention"
@@ -25,14 +26,18 @@ ATTENTION_NODATA = -9999.0
 CLASS_NODATA = 255
 
 
-class TemporalModel:
+class TemporalModel(OnnxModel):
     """An L-TAE ONNX model and its card (inputs ``series`` (N, T, C), ``doy`` (T,); outputs
-    ``logits`` (N, K), ``attention`` (N, heads, T))."""
+    ``logits`` (N, K), ``attention`` (N, heads, T)), on the shared :class:`~.model.OnnxModel`."""
 
-    def __init__(self, path, card, session):
-        self.path, self.card, self.session = path, card, session
+    TASKS = (TASK,)
+
+    def __init__(self, path, card, device="auto", threads=None, parameter="MODEL", config=None):
+        super().__init__(path, card, None, device, threads, parameter, config)
+        check_attention_model(self.session, ("series", "doy"), parameter)
+        card = self.card
         self.channels = int(card.get("channels") or len(card.get("bands") or []) or
-                            _static_dim(session.inputs["series"].shape, 2) or 0)
+                            static_dim(self.inputs["series"].shape, 2) or 0)
         if self.channels <= 0:
             raise ModelError("the model card gives no channel count ('channels' or 'bands').", "MODEL")
         self.bands = list(card.get("bands") or [f"C{i + 1}" for i in range(self.channels)])
@@ -52,32 +57,16 @@ class TemporalModel:
         if card.get("task") != TASK:
             raise ModelError(f"model '{card.get('id')}' has task '{card.get('task')}'; temporal attention needs "
                              f"a '{TASK}' (L-TAE) model.", parameter)
-        session = onnx_backend.load_session(path, device, threads, parameter, config=config)
-        check_attention_model(session, ("series", "doy"), parameter)
-        return cls(path, card, session)
+        return cls(path, card, device, threads, parameter, config)
 
     def positions(self, dates):
         return dates_mod.positions(dates, self.policy, self.reference)
 
     def run(self, series, doy, batch_size=4096, monitor=None):
         """(N, T, C) float32 + (T,) positions → (logits (N, K), attention (N, H, T))."""
-        logits, attention = [], []
-        for start in range(0, len(series), batch_size):
-            if monitor is not None:
-                monitor.check()
-            lg, at = self.session.run_cancellable(
-                ["logits", "attention"], {"series": series[start:start + batch_size], "doy": doy}, monitor)
-            logits.append(lg)
-            attention.append(at)
-        return np.concatenate(logits), np.concatenate(attention)
-
-
-def _static_dim(shape, i):
-    try:
-        v = shape[i]
-    except (IndexError, TypeError):
-        return None
-    return v if isinstance(v, int) else None
+        logits, attention = self.run_batches(["logits", "attention"], {"series": series}, {"doy": doy},
+                                             batch_size, monitor)
+        return logits, attention
 
 
 def check_attention_model(session, inputs, parameter="MODEL"):
@@ -301,14 +290,7 @@ def resolve_attention_model(value, device="auto", threads=None, parameter="MODEL
     from . import registry
 
     value = "spectf-cloud-v0.1.0" if value in (None, "") else str(value).strip()
-    try:
-        entry = registry.resolve(value, parameter=parameter, config=config)
-        path, card = str(entry.path), dict(entry.card or {})
-    except ModelError:
-        path = os.path.abspath(os.path.expanduser(value))
-        if not (value.lower().endswith(".onnx") and os.path.isfile(path)):
-            raise
-        card = {}
+    path, card, _ = OnnxModel.resolve(value, parameter, config, cardless=True)  # a bare .onnx: judged below
     task = card.get("task")
     if task not in (None, TASK, SPECTRAL_TASK):
         raise ModelError(f"model '{card.get('id', value)}' is a '{task}' model without attention weights; attention "

@@ -230,11 +230,14 @@ def _package_entry_for(path):
     return None
 
 
-def resolve(value, parameter="MODEL", extra_dirs=None, task=None, config=None):
-    """The :class:`ModelEntry` for ``value`` (a registry id or the path of an .onnx file).
+def resolve(value, parameter="MODEL", extra_dirs=None, task=None, config=None, cardless=False):
+    """The :class:`ModelEntry` for ``value`` (a registry id or the path of an .onnx file): the one
+    model resolution every task uses (through :meth:`.model.OnnxModel.resolve`).
 
-    Raises ModelError naming ``parameter`` when nothing matches, the card is unusable, or ``task``
-    is given and the card's task differs."""
+    ``task``: a card task, or a tuple of them, the model must have. ``cardless``: accept an .onnx
+    path whose card is missing or unusable (entry with card ``{}``), for tasks that judge the graph
+    itself (SpecTf, attention maps). Raises ModelError naming ``parameter`` when nothing matches, the
+    card is unusable (unless ``cardless``), or the card's task is not ``task``."""
     if value is None or str(value).strip() == "":
         raise ModelError("no model given; expected a model id (see 'List models') or the path of an .onnx file.",
                          parameter)
@@ -248,7 +251,9 @@ def resolve(value, parameter="MODEL", extra_dirs=None, task=None, config=None):
         if not os.path.isfile(path):
             raise ModelError(f"model file not found: {path}", parameter)
         entry = _package_entry_for(path) or _entry_for_path(path, "file", parameter)
-        if entry.error:
+        if entry.error and cardless:
+            entry = ModelEntry(entry.id, entry.path, {}, entry.origin)
+        elif entry.error:
             raise ModelError(entry.error, parameter)
     else:
         entries = {e.id: e for e in list_models(extra_dirs, config=config)}
@@ -259,7 +264,9 @@ def resolve(value, parameter="MODEL", extra_dirs=None, task=None, config=None):
                              "or the path of an .onnx file.", parameter)
         if entry.error:
             raise ModelError(entry.error, parameter)
-    if task is not None and entry.card.get("task") != task:
+    tasks = (task,) if isinstance(task, str) else tuple(task or ())
+    if tasks and entry.card and entry.card.get("task") not in tasks:
+        wanted = " or ".join(f"'{t}'" for t in tasks)
         raise ModelError(f"model '{entry.id}' is a '{entry.card.get('task')}' model; this algorithm needs a "
-                         f"'{task}' model.", parameter)
+                         f"{wanted} model.", parameter)
     return entry

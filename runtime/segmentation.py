@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import band_matching, registry, tiling
-from .errors import Cancelled, InputError, ModelError
+from .errors import InputError, ModelError
+from .model import OnnxModel
 from .monitor import ensure
-from .onnx_backend import load_session
 from .raster_io import Grid, Window, gdal, open_raster, read_block
 
 CLASS_NODATA = 255
@@ -90,16 +90,19 @@ def assemble(tiles, layout, stacking):
     return tiles.reshape(n, t * c, h, w)  # date-major: channel index = t * C + c
 
 
-class ModelRunner:
-    """An ONNX session checked against the card; :meth:`probabilities` runs a batch of tiles."""
+class ModelRunner(OnnxModel):
+    """A segmentation model (on the shared :class:`~.model.OnnxModel`) checked against its card;
+    :meth:`probabilities` runs a batch of tiles."""
+
+    TASKS = (TASK,)
 
     def __init__(self, entry, device="auto", threads=None, config=None):
+        super().__init__(entry.path, entry.card, entry.id, device, threads, "MODEL", config)
         self.entry = entry
         card = entry.card
         self.inp, self.out = card["input"], card["output"]
-        self.session = load_session(entry.path, device, threads, "MODEL", config=config)
-        inputs = self.session.session.get_inputs()
-        outputs = self.session.session.get_outputs()
+        inputs = list(self.inputs.values())
+        outputs = list(self.outputs.values())
         self.input_name = self.inp["tensor"] or inputs[0].name
         self.output_name = self.out["tensor"] or outputs[0].name
         by_name = {i.name: i for i in inputs}
@@ -132,22 +135,11 @@ class ModelRunner:
         self.n_classes = len(self.out["classes"])
         self.layout, self.stacking = layout, self.inp["stacking"]
 
-    @property
-    def provider(self):
-        return self.session.active_provider
-
     def probabilities(self, tiles, monitor=None):
         """tiles (N, T, C, H, W) float32 → probabilities (N, classes, H, W) float32. A ``monitor``
         reporting cancellation stops the inference itself (ONNX Runtime run termination)."""
         x = assemble(tiles, self.layout, self.stacking)
-        try:
-            raw = self.session.run_cancellable([self.output_name], {self.input_name: x}, monitor)[0]
-        except Cancelled:
-            raise
-        except Exception as exc:  # onnxruntime raises its own types
-            raise ModelError(f"the model failed on a {tuple(x.shape)} input ({str(exc).splitlines()[0][:300]}).",
-                             "MODEL") from None
-        raw = np.asarray(raw)
+        raw = np.asarray(self.infer([self.output_name], {self.input_name: x}, monitor)[0])
         k = raw.shape[1] if raw.ndim == 4 else None
         ok_k = k == self.n_classes or (self.out["kind"] == "sigmoid" and k == 1 and self.n_classes == 2)
         if raw.ndim != 4 or not ok_k or raw.shape[0] != x.shape[0] or raw.shape[2:] != x.shape[-2:]:
@@ -234,7 +226,7 @@ def run_segmentation(inputs, model, outputs, bands=None, overlap=None, crop=None
                        ("confidence", "OUTPUT_CONFIDENCE")):
         if outputs.get(key):
             outs.add_output(param, outputs[key])
-    entry = registry.resolve(model, "MODEL", extra_dirs, task=TASK, config=config)
+    entry = registry.resolve(model, "MODEL", extra_dirs, task=ModelRunner.TASKS, config=config)
     card = entry.card
     inp, classes = card["input"], card["output"]["classes"]
     monitor.info(f"Model {entry.id} ({entry.origin}): {entry.path}")

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import band_validity, onnx_backend
+from .model import OnnxModel, dims
 from .config import cpu_cores, ensure_config
 from .errors import InputError, ModelError
 from .monitor import ensure
@@ -78,31 +79,6 @@ def _card_from_file(path, session=None):
         return {}
 
 
-def _looks_like_path(value):
-    return value.lower().endswith(".onnx") or os.sep in value or "/" in value or os.path.isfile(value)
-
-
-def resolve_model(value, parameter="MODEL", config=None):
-    """``(path, card, id)`` for a registry id (``spectf-cloud-v0.1.0``) or a path to an .onnx file.
-
-    Ids go through ``registry.resolve``; a path whose card is missing or unusable is still accepted
-    here (card ``{}``) so that :class:`SpectfModel` can judge the ONNX graph itself."""
-    from . import registry
-
-    value = DEFAULT_MODEL if value in (None, "") else str(value).strip()
-    if not _looks_like_path(value):
-        entry = registry.resolve(value, parameter=parameter, config=config)
-        return str(entry.path), dict(entry.card or {}), entry.id
-    path = os.path.abspath(os.path.expanduser(value))
-    if not os.path.isfile(path):
-        raise InputError(f"model file not found: {path}", parameter)
-    try:
-        entry = registry.resolve(path, parameter=parameter, config=config)
-        return str(entry.path), dict(entry.card or {}), entry.id
-    except ModelError:
-        return path, {}, os.path.splitext(os.path.basename(path))[0]
-
-
 IMPORT_HINT = ("convert it once with: python -m spectral_transformers.training import-onnx {path} OUT.onnx "
                "(float32, dynamic batch, the plugin's inputs), then give OUT.onnx as MODEL.")
 
@@ -129,35 +105,30 @@ def _is_bfloat16(path):
     return b"\x08\x10\x12" in head  # elem_type: BFLOAT16 (16) in a TypeProto.Tensor
 
 
-def _dims(arg):
-    return list(getattr(arg, "shape", None) or [])
-
-
-class SpectfModel:
-    """A loaded, validated SpecTf ONNX model with its card.
+class SpectfModel(OnnxModel):
+    """A loaded, validated SpecTf ONNX model with its card (on the shared :class:`~.model.OnnxModel`).
 
     Attributes: ``session`` (:class:`~.onnx_backend.Session`), ``card`` (dict), ``id``, ``path``,
     ``threshold`` (card value or 0.5), ``drop_ranges_nm``, ``trained_wavelengths_nm`` (or None),
     ``recommended_batch_size``, ``fixed_bands`` (S when the ONNX input has a fixed band count)."""
 
+    TASKS = (TASK,)
+
     def __init__(self, path, card=None, model_id=None, device="auto", threads=None, parameter="MODEL", config=None):
-        self.parameter = parameter
-        self._config = config
-        self._threads = threads
-        self._probability_session = None
-        self._pool, self._pool_workers = None, 0
-        self._pool_lock = threading.Lock()
         try:
-            self.session = onnx_backend.load_session(path, device, threads, parameter, config=config)
-        except ModelError as exc:
+            super().__init__(path, card, model_id, device, threads, parameter, config)
+        except ModelError:
             if _is_bfloat16(path):
                 raise ModelError(f"{path} is a bfloat16 ONNX model (such as the upstream SpecTf release), which ONNX "
                                  f"Runtime cannot run on this machine; {IMPORT_HINT.format(path=path)}",
                                  parameter) from None
-            raise exc from None
-        self.path = self.session.path
-        self.card = dict(card) if card else _card_from_file(self.path, self.session)
-        self.id = model_id or self.card.get("id") or os.path.splitext(os.path.basename(self.path))[0]
+            raise
+        self._probability_session = None
+        self._pool, self._pool_workers = None, 0
+        self._pool_lock = threading.Lock()
+        if not self.card:
+            self.card = _card_from_file(self.path, self.session)
+            self.id = model_id or self.card.get("id") or self.id
         self._validate()
 
     @classmethod
@@ -167,32 +138,26 @@ class SpectfModel:
             return model
         if hasattr(model, "path") and hasattr(model, "card"):
             return cls(model.path, model.card, getattr(model, "id", None), device, threads, parameter, config)
-        path, card, model_id = resolve_model(model, parameter, config)
+        # a bare .onnx file (no card, or one the registry's schema rejects) is judged by _validate
+        path, card, model_id = cls.resolve(DEFAULT_MODEL if model in (None, "") else model, parameter, config,
+                                           cardless=True)
         return cls(path, card, model_id, device, threads, parameter, config)
 
     def _validate(self):
         s = self.session
         expected = ("expected inputs spectra (N,S) float32 TOA reflectance and wavelengths (S) nm, "
                     "outputs probability (N) [, logits (N,2), attention (N,S)]")
-        task = self.card.get("task")
-        if task not in (None, "", TASK):
-            raise ModelError(f"{self.path} is a '{task}' model, not a SpecTf cloud model ({TASK}); {expected}.",
-                             self.parameter)
-        ins, outs = s.inputs, s.outputs
-        if "spectra" not in ins and len(ins) == 1 and len(_dims(next(iter(ins.values())))) == 3 \
-                and _dims(next(iter(ins.values())))[2] == 2:
+        self.check_task("a SpecTf cloud model", expected)
+        ins = s.inputs
+        if "spectra" not in ins and len(ins) == 1 and len(dims(next(iter(ins.values())))) == 3 \
+                and dims(next(iter(ins.values())))[2] == 2:
             name, arg = next(iter(ins.items()))
-            raise ModelError(f"{self.path} takes upstream SpecTf's tokens ({name} {_dims(arg)} = [reflectance, "
+            raise ModelError(f"{self.path} takes upstream SpecTf's tokens ({name} {dims(arg)} = [reflectance, "
                              f"normalised wavelength]) instead of the plugin's spectra (N,S) and wavelengths (S); "
                              f"{IMPORT_HINT.format(path=self.path)}", self.parameter)
-        ok = ("spectra" in ins and "wavelengths" in ins and "probability" in outs
-              and len(_dims(ins["spectra"])) == 2 and len(_dims(ins["wavelengths"])) == 1)
-        if not ok:
-            got_in = ", ".join(f"{n} {_dims(a)}" for n, a in ins.items())
-            got_out = ", ".join(f"{n} {_dims(a)}" for n, a in outs.items())
-            raise ModelError(f"{self.path} is not a SpecTf cloud model: {expected}; it has inputs {got_in} "
-                             f"and outputs {got_out}.", self.parameter)
-        band_dim = _dims(ins["spectra"])[1]
+        self.check_io({"spectra": 2, "wavelengths": 1}, {"probability": None}, "a SpecTf cloud model", expected)
+        ins, outs = s.inputs, s.outputs
+        band_dim = dims(ins["spectra"])[1]
         self.fixed_bands = band_dim if isinstance(band_dim, int) and band_dim > 0 else None
         self.has_attention = "attention" in outs
 
@@ -269,7 +234,7 @@ class SpectfModel:
         session = self.session if attention else self.probability_session()
         n, workers = spectra.shape[0], self._workers()
         if workers == 1 or n <= CPU_CHUNK:
-            out = session.run_cancellable(names, {"spectra": spectra, "wavelengths": wl}, monitor)
+            out = self.infer(names, {"spectra": spectra, "wavelengths": wl}, monitor, session=session)
             prob = np.asarray(out[0], dtype=np.float32).reshape(-1)
             return prob, (np.asarray(out[1], dtype=np.float32) if attention else None)
 
@@ -559,10 +524,11 @@ def run_spectf(input_ds, model=DEFAULT_MODEL, outputs=None, input_type="auto", o
     spectf = SpectfModel.load(model, device=device, threads=config.cpu_threads, parameter=names["model"],
                               config=config)
     monitor.info(f"Model: {spectf.id} ({spectf.path}).")
-    if isinstance(model, str) and model.strip() and not _looks_like_path(model.strip()):
+    given = model.strip() if isinstance(model, str) else ""
+    if given and not (given.lower().endswith(".onnx") or "/" in given or os.sep in given or os.path.isfile(given)):
         from .registry import duplicate_warning
 
-        duplicate = duplicate_warning(model.strip(), config)
+        duplicate = duplicate_warning(given, config)
         if duplicate:
             monitor.warn(duplicate)
     monitor.info(spectf.session.describe())
@@ -675,15 +641,14 @@ def _stream(ds, spectf, converter, band_idx, used_wl, outputs, threshold, batch_
     per_pixel = band_idx.size * (5 if want_att else 3)
     windows = strips(grid.width, grid.height, per_pixel, budget, align=16)
     wl32 = used_wl.astype(np.float32)
-    total = float(grid.width * grid.height)
     monitor.info(f"Streaming {len(windows)} block(s) of up to {windows[0].ysize if windows else 0} rows; "
                  f"batch size {batch_size}.")
-    done = some_data = 0
+    some_data = 0
     with outs:
         writers = _open_writers(outs, grid, outputs, used_wl, info, band_idx, spectf, threshold,
                                 result.input_type, names)
         observation = converter.observation_ds if converter is not None else None
-        for window in stream(windows, monitor, release=(ds, observation)):
+        for index, window in enumerate(stream(windows, monitor, release=(ds, observation))):
             values, band_valid = read_block(ds, window, bands, scales_offsets, per_band=True)  # used bands only
             some_data += int(np.any(band_valid, axis=0).sum())
             valid = np.all(band_valid, axis=0)
@@ -704,7 +669,7 @@ def _stream(ds, spectf, converter, band_idx, used_wl, outputs, threshold, batch_
                 prob[start:stop] = p
                 if want_att:
                     att[start:stop] = a
-                monitor.progress((done + window.xsize * window.ysize * stop / n) / total)
+                monitor.progress((index + stop / n) / len(windows))  # in step with stream()
             del pixels
             cloud = prob >= threshold
             result.valid_pixels += int(n)
@@ -732,7 +697,6 @@ def _stream(ds, spectf, converter, band_idx, used_wl, outputs, threshold, batch_
                     old = result.top_wavelength_range
                     result.top_wavelength_range = (lo, hi) if old is None else (min(old[0], lo), max(old[1], hi))
                 writers["top_wavelength"].write(window, block)
-            done += window.xsize * window.ysize
         if result.valid_pixels == 0 and some_data:
             raise InputError(f"no pixel has data in every one of the {band_idx.size} used bands" + (
                 " and a valid OBS zenith" if converter is not None and converter.observation_ds is not None else "")
