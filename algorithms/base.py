@@ -127,9 +127,9 @@ def definition_for(param):
     """The QGIS parameter definition of one :class:`~..runtime.parameters.Param`."""
     kind, name, label, opt = param.kind, param.name, param.label, param.optional
     if kind == "raster":
-        d = QgsProcessingParameterRasterLayer(name, label, optional=opt)
+        d = RasterParameter(name, label, optional=opt)  # files are not loaded as layers first
     elif kind == "rasters":
-        d = QgsProcessingParameterMultipleLayers(name, label, SOURCE_RASTER, optional=opt)
+        d = RastersParameter(name, label, SOURCE_RASTER, optional=opt)
     elif kind == "file":
         d = QgsProcessingParameterFile(name, label, FILE_BEHAVIOR_FILE, optional=opt,
                                        fileFilter=param.file_filter or "All files (*.*)")
@@ -271,6 +271,44 @@ def _invalid_value_message(alg, parameters, context, only=None):
                         f"of at least {lo:g}" if lo > -1e300 else f"of at most {hi:g}")
             return f"{name}: {number:g} is out of range; expected a value {expected}."
     return None
+
+
+class RasterParameter(QgsProcessingParameterRasterLayer):
+    """A raster-layer parameter that accepts a raster *file* without loading it as a QGIS layer.
+
+    QGIS (``qgis_process``, before the algorithm starts) checks a raster parameter by loading its
+    value as a layer, and loading computes statistics that GDAL saves beside the input (``.aux.xml``)
+    or writes into a ``.vrt``; a FIFO blocks it forever. File values are judged here instead (the
+    algorithm's :meth:`SpectralAlgorithm.checkParameterValues` says what is wrong) and opened by the
+    runtime, read-only. Project layers and layer objects are checked by QGIS as before."""
+
+    def checkValueIsAcceptable(self, value, context=None):  # noqa: N802
+        if _file_value(value, context):
+            return True
+        return super().checkValueIsAcceptable(value, context)
+
+    def clone(self):
+        other = RasterParameter(self.name(), self.description(), self.defaultValue())
+        other.setFlags(self.flags())  # optional / advanced
+        other.setHelp(self.help())
+        return other
+
+
+class RastersParameter(QgsProcessingParameterMultipleLayers):
+    """Multiple raster layers; file values are accepted without loading them (see RasterParameter)."""
+
+    def checkValueIsAcceptable(self, value, context=None):  # noqa: N802
+        items = value if isinstance(value, (list, tuple)) else [value]
+        if value not in (None, "") and items and all(_file_value(v, context) for v in items):
+            return True
+        return super().checkValueIsAcceptable(value, context)
+
+    def clone(self):
+        other = RastersParameter(self.name(), self.description(), self.layerType(), self.defaultValue())
+        other.setFlags(self.flags())  # optional / advanced
+        other.setMinimumNumberInputs(self.minimumNumberInputs())
+        other.setHelp(self.help())
+        return other
 
 
 class FileRasterSource:

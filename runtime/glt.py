@@ -28,7 +28,7 @@ from . import emit_netcdf
 from .errors import InputError
 from .monitor import ensure
 from .raster_io import (
-    DEFAULT_BLOCK_BYTES, Grid, Window, _type_maps, copy_spectral_metadata, iter_windows, open_raster, read_window,
+    Grid, Window, _type_maps, copy_spectral_metadata, iter_windows, open_raster, read_window,
     tile_size_for,
 )
 

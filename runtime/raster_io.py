@@ -136,22 +136,29 @@ def is_virtual(path):
     return str(path).startswith(("/vsi", "NETCDF:", "HDF5:", "HDF4_", "GPKG:"))
 
 
-class read_only:  # noqa: N801 - used like a function
-    """Context: datasets opened inside it (in this thread) keep no PAM side file unless ``keep_pam``."""
+class pam:  # noqa: N801 - used like a function
+    """Context: GDAL's side-file persistence (PAM, ``.aux.xml``) on or off for datasets opened (or,
+    for new files, first given PAM-only metadata such as category names) in this thread inside it.
 
-    def __init__(self, keep_pam=False):
-        self.keep_pam = keep_pam
+    GDAL decides per dataset when it initialises PAM, so inputs opened with ``pam(False)`` never
+    write a side file, whatever the process-wide setting."""
+
+    def __init__(self, enabled):
+        self.enabled = bool(enabled)
 
     def __enter__(self):
-        if not self.keep_pam:
-            self._old = gdal.GetThreadLocalConfigOption("GDAL_PAM_ENABLED", None)
-            gdal.SetThreadLocalConfigOption("GDAL_PAM_ENABLED", "NO")
+        self._old = gdal.GetThreadLocalConfigOption("GDAL_PAM_ENABLED", None)
+        gdal.SetThreadLocalConfigOption("GDAL_PAM_ENABLED", "YES" if self.enabled else "NO")
         return self
 
     def __exit__(self, *exc):
-        if not self.keep_pam:
-            gdal.SetThreadLocalConfigOption("GDAL_PAM_ENABLED", self._old)
+        gdal.SetThreadLocalConfigOption("GDAL_PAM_ENABLED", self._old)
         return False
+
+
+def read_only(keep_pam=False):
+    """Context for opening inputs: no PAM side file unless ``keep_pam`` (an existing one is read)."""
+    return pam(keep_pam)
 
 
 def open_raster(path, parameter="INPUT"):
@@ -335,12 +342,3 @@ def copy_spectral_metadata(src_band, dst_band):
             dst_band.SetMetadata(dict(md), domain)
     if src_band.GetDescription():
         dst_band.SetDescription(src_band.GetDescription())
-
-
-def write_array(path, array, like=None, grid=None, nodata=None, dtype=None):
-    """Write a whole (bands, rows, cols) array at once (small rasters, tests and fixtures), through the
-    pipeline's output set (staged, committed only when complete). Returns ``path``."""
-    from .pipeline import write_array as _write
-
-    _write(path, array, like=like, grid=grid, nodata=nodata, dtype=dtype)
-    return path

@@ -116,7 +116,7 @@ def orthorectify(config, monitor, input, output, glt=None):
 def models(config, monitor, output_json=None):
     from . import registry
     from .model_card import card_summary
-    from .pipeline.outputs import write_text_atomically
+    from .pipeline import write_text_atomically
 
     entries = registry.list_models(config=config)
     for e in entries:

@@ -8,7 +8,7 @@ from osgeo import gdal
 
 from support import built_model, qgis_process, shared
 
-from spectral_transformers.runtime.raster_io import write_array
+from spectral_transformers.runtime.pipeline import write_array
 
 torch = pytest.importorskip("torch")
 torch.set_num_threads(1)

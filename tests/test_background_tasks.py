@@ -130,7 +130,7 @@ def _concurrency_possible():
 def tall_radiance(path, lines=300):
     """A ``lines`` × 22 × 285 EMIT radiance cube (the real Libya-4 clip tiled downtrack) as GeoTIFF
     with the clip's wavelengths and FWHM; nodata −9999."""
-    from spectral_transformers.runtime.raster_io import write_array
+    from spectral_transformers.runtime.pipeline import write_array
     from spectral_transformers.runtime.spectral import read_spectral_info, write_spectral_metadata
 
     ds = gdal.Open(str(shared(*EMIT_RDN)))

@@ -21,7 +21,7 @@ from support import add_onnx, qgis_process, shared
 from spectral_transformers.runtime import spectf
 from spectral_transformers.runtime.errors import Cancelled, InputError, ModelError
 from spectral_transformers.runtime.monitor import RecordingMonitor
-from spectral_transformers.runtime.raster_io import write_array
+from spectral_transformers.runtime.pipeline import write_array
 from spectral_transformers.runtime.spectral import read_spectral_info, write_spectral_metadata
 
 onnx = pytest.importorskip("onnx")

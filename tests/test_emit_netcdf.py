@@ -6,7 +6,7 @@ import pytest
 from fixtures_emit import MASK_NC, OBS_NC, build_radiance_nc
 from support import shared
 
-from spectral_transformers.runtime import emit_netcdf, raster_io, toa
+from spectral_transformers.runtime import emit_netcdf, pipeline, raster_io, toa
 from spectral_transformers.runtime.errors import InputError
 from spectral_transformers.runtime.spectral import read_spectral_info, write_spectral_metadata
 
@@ -161,7 +161,7 @@ def _to_geotiff(src_path, out_path):
     """Copy an opened EMIT variable to a GeoTIFF with the same band metadata (reference route)."""
     ds = raster_io.open_raster(src_path)
     data = raster_io.read_window(ds, raster_io.Window(0, 0, ds.RasterXSize, ds.RasterYSize))
-    raster_io.write_array(str(out_path), data, nodata=-9999.0)
+    pipeline.write_array(str(out_path), data, nodata=-9999.0)
     from osgeo import gdal
 
     out = gdal.Open(str(out_path), gdal.GA_Update)

@@ -14,7 +14,6 @@ import signal
 import subprocess
 import time
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -66,6 +65,17 @@ def error_line(text, parameter, pattern=""):
     lines = [ln for ln in text.splitlines() if re.search(rf"\b{parameter}\b", ln) and re.search(pattern, ln, re.I)]
     assert lines, f"no line naming {parameter} and matching {pattern!r} in:\n{text[-3000:]}"
     return lines[0]
+
+
+def assert_refused(alg, params, parameter, pattern, unchanged, env=None):
+    """Run, expect a failure with one line naming ``parameter`` (matching ``pattern``) and every file
+    under the ``unchanged`` folder byte for byte as before; returns the output text."""
+    before = snapshot(unchanged)
+    rc, text = run(alg, params, env=env)
+    assert rc != 0, text[-3000:]
+    error_line(text, parameter, pattern)
+    assert snapshot(unchanged) == before, "an input (or a file beside it) was written"
+    return text
 
 
 def assert_no_files(folder, allowed=()):
@@ -128,11 +138,8 @@ def test_output_equal_to_input_is_refused(inputs, alg, name, extra):
         glt.GetRasterBand(2).WriteArray(rows)
         glt = None
         extra = {"GLT": src / "glt.tif"}
-    before = snapshot(src)
-    rc, text = run(alg, dict({"INPUT": src / name, "OUTPUT": src / name}, **extra))
-    assert rc != 0
-    error_line(text, "OUTPUT", "input file of INPUT|would destroy")
-    assert snapshot(src) == before
+    assert_refused(alg, dict({"INPUT": src / name, "OUTPUT": src / name}, **extra), "OUTPUT",
+                   "input file of INPUT|would destroy", src)
     no_staging(src)
 
 
@@ -141,24 +148,18 @@ def test_output_equal_to_input_is_refused(inputs, alg, name, extra):
 # ---------------------------------------------------------------------------------------------
 def test_hdr_output_is_refused_before_any_work(inputs):
     src, out = inputs
-    before = snapshot(src)
-    rc, text = run(TOA, dict({"INPUT": src / "rfl.img", "OUTPUT": src / "rfl.hdr"}, **TOA_GEOMETRY))
-    assert rc != 0
-    error_line(text, "OUTPUT", r"\.hdr.*ENVI header")
+    text = assert_refused(TOA, dict({"INPUT": src / "rfl.img", "OUTPUT": src / "rfl.hdr"}, **TOA_GEOMETRY),
+                          "OUTPUT", r"\.hdr.*ENVI header", src)
     assert "Solar spectrum" not in text  # refused before the conversion was even prepared
-    assert snapshot(src) == before
-    rc, text = run(TOA, dict({"INPUT": src / "rfl.img", "OUTPUT": out / "x.hdr"}, **TOA_GEOMETRY))
-    assert rc != 0 and snapshot(src) == before
+    assert_refused(TOA, dict({"INPUT": src / "rfl.img", "OUTPUT": out / "x.hdr"}, **TOA_GEOMETRY), "OUTPUT",
+                   r"\.hdr", src)
     assert_no_files(out)
 
 
 def test_envi_output_whose_header_is_the_inputs_header_is_refused(inputs):
     src, out = inputs
-    before = snapshot(src)
-    rc, text = run(TOA, dict({"INPUT": src / "rfl.img", "OUTPUT": src / "rfl.dat"}, **TOA_GEOMETRY))
-    assert rc != 0
-    error_line(text, "OUTPUT", r"rfl\.hdr.*INPUT")
-    assert snapshot(src) == before
+    assert_refused(TOA, dict({"INPUT": src / "rfl.img", "OUTPUT": src / "rfl.dat"}, **TOA_GEOMETRY), "OUTPUT",
+                   r"rfl\.hdr.*INPUT", src)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -184,12 +185,9 @@ def test_disk_full_is_one_line_and_leaves_nothing(inputs, small_disk, tmp_path, 
     rdn.mkdir()
     for ext in (".img", ".hdr", ".img.aux.xml"):
         shutil.copyfile(shared("emit", "emit_l1b_rdn_libya4_25x22" + ext), rdn / f"rdn{ext}")
-    before = snapshot(rdn)
-    rc, text = run(TOA, dict({"INPUT": rdn / "rdn.img", "OUTPUT": small_disk / name}, **TOA_GEOMETRY))
-    assert rc != 0
-    error_line(text, "OUTPUT", "disk .*full|no space")
+    assert_refused(TOA, dict({"INPUT": rdn / "rdn.img", "OUTPUT": small_disk / name}, **TOA_GEOMETRY), "OUTPUT",
+                   "disk .*full|no space", rdn)
     assert_no_files(small_disk)
-    assert snapshot(rdn) == before
 
 
 # ---------------------------------------------------------------------------------------------
@@ -199,13 +197,9 @@ def test_style_in_the_way_commits_nothing(inputs):
     built_model("spectf-cloud-v0.1.0")
     src, out = inputs
     (out / "mask.qml").mkdir()  # the style cannot be written where QGIS looks for it
-    before = snapshot(src)
-    rc, text = run(CM, {"INPUT": src / "rfl.img", "DEVICE": "cpu", "OUTPUT": out / "mask.tif",
-                        "OUTPUT_PROBABILITY": out / "prob.tif"})
-    assert rc != 0
-    error_line(text, "OUTPUT", r"mask\.qml.*folder")
+    assert_refused(CM, {"INPUT": src / "rfl.img", "DEVICE": "cpu", "OUTPUT": out / "mask.tif",
+                        "OUTPUT_PROBABILITY": out / "prob.tif"}, "OUTPUT", r"mask\.qml.*folder", src)
     assert_no_files(out, allowed=["mask.qml"])
-    assert snapshot(src) == before
 
 
 # ---------------------------------------------------------------------------------------------
@@ -214,14 +208,11 @@ def test_style_in_the_way_commits_nothing(inputs):
 def test_duplicate_outputs_are_refused_naming_both(inputs):
     built_model("spectf-cloud-v0.1.0")
     src, out = inputs
-    before = snapshot(src)
-    rc, text = run(CM, {"INPUT": src / "rfl.img", "DEVICE": "cpu", "OUTPUT": out / "mask.tif",
-                        "OUTPUT_PROBABILITY": out / "mask.tif"})
-    assert rc != 0
+    text = assert_refused(CM, {"INPUT": src / "rfl.img", "DEVICE": "cpu", "OUTPUT": out / "mask.tif",
+                               "OUTPUT_PROBABILITY": out / "mask.tif"}, "OUTPUT_PROBABILITY", "same file", src)
     line = error_line(text, "OUTPUT_PROBABILITY", "same file")
     assert "OUTPUT " in line or "OUTPUT (" in line
     assert_no_files(out)
-    assert snapshot(src) == before
 
 
 # ---------------------------------------------------------------------------------------------
@@ -289,13 +280,10 @@ def test_vrt_and_envi_inputs_stay_untouched(inputs):
 @pytest.mark.parametrize("name,pattern", [("toa.gpkg", "GeoPackage"), ("toa.jpg", "JPEG"), ("toa.vrt", r"\.vrt")])
 def test_unsupported_output_formats_are_refused_before_work(inputs, name, pattern):
     src, out = inputs
-    before = snapshot(src)
-    rc, text = run(TOA, dict({"INPUT": src / "rfl.img", "OUTPUT": out / name}, **TOA_GEOMETRY))
-    assert rc != 0
-    error_line(text, "OUTPUT", pattern)
+    text = assert_refused(TOA, dict({"INPUT": src / "rfl.img", "OUTPUT": out / name}, **TOA_GEOMETRY), "OUTPUT",
+                          pattern, src)
     assert "Solar spectrum" not in text  # before any work
     assert_no_files(out)
-    assert snapshot(src) == before
 
 
 def test_immutable_existing_output_is_one_line(inputs):
@@ -326,13 +314,14 @@ def test_output_json_pointing_at_a_folder(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # 10. kill -9 mid-run, then a rerun; /vsizip/ inputs
 # ---------------------------------------------------------------------------------------------
-def test_kill_9_leaves_no_finished_looking_file_and_a_rerun_cleans_up(inputs):
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "sigterm"])
+def test_kill_leaves_no_finished_looking_file_and_a_rerun_cleans_up(inputs, sig):
     built_model("spectf-cloud-v0.1.0")
     src, out = inputs
     ds = gdal.Open(str(src / "rfl.img"))
     big = src / "big.tif"
     cube = np.tile(ds.ReadAsArray(), (1, 8, 8))  # 80 × 80 px of real reflectance: a run of several seconds
-    from spectral_transformers.runtime.raster_io import write_array
+    from spectral_transformers.runtime.pipeline import write_array
     from spectral_transformers.runtime.spectral import read_spectral_info, write_spectral_metadata
 
     write_array(str(big), cube.astype(np.float32))
@@ -356,7 +345,7 @@ def test_kill_9_leaves_no_finished_looking_file_and_a_rerun_cleans_up(inputs):
             time.sleep(0.05)
         assert proc.poll() is None, "the run ended before it could be killed; make the input larger"
         time.sleep(1.0)
-        os.killpg(proc.pid, signal.SIGKILL)
+        os.killpg(proc.pid, sig)
         proc.wait(30)
     finally:
         if proc.poll() is None:
@@ -367,7 +356,8 @@ def test_kill_9_leaves_no_finished_looking_file_and_a_rerun_cleans_up(inputs):
     assert snapshot(src) == before
     rc, text = run(CM, {"INPUT": big, "DEVICE": "cpu", "OUTPUT": target, "OUTPUT_PROBABILITY": out / "prob.tif"})
     assert rc == 0, text[-3000:]
-    assert "interrupted run" in text
+    if sig == signal.SIGKILL:  # nothing could clean up: the rerun did
+        assert "interrupted run" in text
     no_staging(out)
     assert_valid_raster(target, 80, 80, 1)
     assert snapshot(src) == before

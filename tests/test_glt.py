@@ -8,7 +8,7 @@ import pytest
 from fixtures_emit import MASK_NC, OBS_NC
 from support import shared
 
-from spectral_transformers.runtime import glt, raster_io
+from spectral_transformers.runtime import glt, pipeline, raster_io
 from spectral_transformers.runtime.errors import Cancelled, InputError
 from spectral_transformers.runtime.monitor import RecordingMonitor
 
@@ -89,7 +89,7 @@ def test_class_raster_output_hook_keeps_colours_and_style(tmp_path):
     data, _ = nc(path)
     classes = (data["obs"][..., 4] > 35.67).astype(np.uint8)  # a sensor-geometry class raster
     sensor = str(tmp_path / "classes.tif")
-    raster_io.write_array(sensor, classes)
+    pipeline.write_array(sensor, classes)
     ds = gdal.Open(sensor, gdal.GA_Update)
     ct = gdal.ColorTable()
     ct.SetColorEntry(0, (0, 128, 0, 255))
@@ -122,7 +122,7 @@ def test_two_band_glt_raster_and_small_blocks(tmp_path):
     data, attrs = nc(path)
     glt_tif = str(tmp_path / "glt.tif")
     grid = raster_io.Grid(354, 318, tuple(attrs["geotransform"]), attrs["spatial_ref"])
-    raster_io.write_array(glt_tif, np.stack([data["glt_x"], data["glt_y"]]).astype(np.int32), grid=grid)
+    pipeline.write_array(glt_tif, np.stack([data["glt_x"], data["glt_y"]]).astype(np.int32), grid=grid)
     a = glt.orthorectify(str(path), str(path), str(tmp_path / "a.tif"))
     b = glt.orthorectify(str(path), glt_tif, str(tmp_path / "b.tif"), block_bytes=64 * 1024)
     np.testing.assert_array_equal(gdal.Open(a).ReadAsArray(), gdal.Open(b).ReadAsArray())
@@ -132,7 +132,7 @@ def test_two_band_glt_raster_and_small_blocks(tmp_path):
 def test_size_mismatch_and_bad_glt(tmp_path):
     path = str(shared(*MASK_NC))
     small = str(tmp_path / "small.tif")
-    raster_io.write_array(small, np.zeros((1, 100, 120), np.float32))
+    pipeline.write_array(small, np.zeros((1, 100, 120), np.float32))
     out = tmp_path / "o.tif"
     with pytest.raises(InputError, match=r"^INPUT: the raster is 120 × 100 .* GLT .*200 × 200 sensor grid"):
         glt.orthorectify(small, path, str(out))
@@ -141,7 +141,7 @@ def test_size_mismatch_and_bad_glt(tmp_path):
     data, attrs = nc(path)
     glt_tif = str(tmp_path / "glt.tif")
     grid = raster_io.Grid(354, 318, tuple(attrs["geotransform"]), attrs["spatial_ref"])
-    raster_io.write_array(glt_tif, np.stack([data["glt_x"], data["glt_y"]]).astype(np.int32), grid=grid)
+    pipeline.write_array(glt_tif, np.stack([data["glt_x"], data["glt_y"]]).astype(np.int32), grid=grid)
     with pytest.raises(InputError, match=r"^INPUT: the GLT in GLT addresses sensor sample 200 / line 200"):
         glt.orthorectify(small, glt_tif, str(out))
     # Not a GLT: a netCDF without location/glt_x, a 1-band raster, an ungeoreferenced raster.
@@ -159,13 +159,13 @@ def test_size_mismatch_and_bad_glt(tmp_path):
 
 def _one_band(tmp_path):
     p = str(tmp_path / "one.tif")
-    raster_io.write_array(p, np.ones((1, 4, 4), np.int32), grid=raster_io.Grid(4, 4, (0, 1, 0, 0, 0, -1)))
+    pipeline.write_array(p, np.ones((1, 4, 4), np.int32), grid=raster_io.Grid(4, 4, (0, 1, 0, 0, 0, -1)))
     return p
 
 
 def _two_band_plain(tmp_path):
     p = str(tmp_path / "plain2.tif")
-    raster_io.write_array(p, np.ones((2, 4, 4), np.int32))
+    pipeline.write_array(p, np.ones((2, 4, 4), np.int32))
     return p
 
 
@@ -194,7 +194,7 @@ def test_processing_algorithm(processing_provider, tmp_path):
         "INPUT": f"{obs}|location/elev", "GLT": obs, "OUTPUT": str(tmp_path / "elev.tif")})
     assert gdal.Open(res["OUTPUT"]).RasterCount == 1
     small = str(tmp_path / "small.tif")
-    raster_io.write_array(small, np.zeros((1, 10, 10), np.float32))
+    pipeline.write_array(small, np.zeros((1, 10, 10), np.float32))
     with pytest.raises(QgsProcessingException, match="INPUT: the raster is 10 × 10"):
         processing.run("spectraltf:orthorectify", {"INPUT": small, "GLT": mask, "OUTPUT": str(tmp_path / "x.tif")})
     with pytest.raises(QgsProcessingException, match="GLT: no geometry lookup table given"):

@@ -14,7 +14,8 @@ from spectral_transformers.runtime import dates as dates_mod
 from spectral_transformers.runtime import ltae as rt
 from spectral_transformers.runtime.errors import Cancelled, InputError, ModelError
 from spectral_transformers.runtime.monitor import RecordingMonitor
-from spectral_transformers.runtime.raster_io import Grid, write_array
+from spectral_transformers.runtime.pipeline import write_array
+from spectral_transformers.runtime.raster_io import Grid
 
 torch = pytest.importorskip("torch")
 torch.set_num_threads(1)

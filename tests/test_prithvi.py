@@ -13,7 +13,7 @@ from support import qgis_process, shared  # noqa: E402
 
 from spectral_transformers.runtime import model_card  # noqa: E402
 from spectral_transformers.runtime.errors import InputError  # noqa: E402
-from spectral_transformers.runtime.raster_io import write_array  # noqa: E402
+from spectral_transformers.runtime.pipeline import write_array  # noqa: E402
 from spectral_transformers.training import prithvi, seg_data, seg_train  # noqa: E402
 
 torch.set_num_threads(1)

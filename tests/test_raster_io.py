@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from spectral_transformers.runtime import raster_io
+from spectral_transformers.runtime import pipeline, raster_io
 from spectral_transformers.runtime.errors import Cancelled, InputError
 from spectral_transformers.runtime.pipeline import OutputSet
 from spectral_transformers.runtime.raster_io import Grid, Window
@@ -89,7 +89,7 @@ def test_failure_leaves_no_file(tmp_path):
 
 def test_existing_output_is_kept_until_the_new_one_is_complete(tmp_path):
     out = tmp_path / "a.tif"
-    raster_io.write_array(out, np.ones((2, 2), np.float32))
+    pipeline.write_array(out, np.ones((2, 2), np.float32))
     outs = OutputSet()
     outs.add_output("OUTPUT", out)
     with pytest.raises(RuntimeError):

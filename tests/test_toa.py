@@ -11,7 +11,7 @@ from osgeo import gdal
 
 from support import qgis_process, shared
 
-from spectral_transformers.runtime import raster_io, toa
+from spectral_transformers.runtime import pipeline, raster_io, toa
 from spectral_transformers.runtime.errors import Cancelled, InputError
 from spectral_transformers.runtime.monitor import RecordingMonitor
 
@@ -192,7 +192,7 @@ def _no_partials(folder):
 
 def test_raster_without_wavelengths(tmp_path):
     src = tmp_path / "plain.tif"
-    raster_io.write_array(src, np.ones((3, 4, 5), np.float32))
+    pipeline.write_array(src, np.ones((3, 4, 5), np.float32))
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     with pytest.raises(InputError, match="^INPUT.*wavelength"):
@@ -204,7 +204,7 @@ def test_raster_without_wavelengths(tmp_path):
 def test_bad_observation_raster(tmp_path, shape, match):
     rdn, _ = _emit()
     bad = tmp_path / "obs.tif"
-    raster_io.write_array(bad, np.full(shape, 1.0, np.float32))
+    pipeline.write_array(bad, np.full(shape, 1.0, np.float32))
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     with pytest.raises(InputError, match=f"^OBSERVATION.*{match}"):
@@ -220,7 +220,7 @@ def test_bad_zenith_values(tmp_path, zenith):
     o = gdal.Open(obs).ReadAsArray()
     o[4, 20, 3] = zenith
     bad = tmp_path / "obs.tif"
-    raster_io.write_array(bad, o, nodata=-9999)
+    pipeline.write_array(bad, o, nodata=-9999)
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     with pytest.raises(InputError, match="^OBSERVATION.*row 20, column 3"):
@@ -299,7 +299,7 @@ def test_qgis_process_cli(tmp_path):
     got, ds = _read(out)
     assert ds.RasterCount == 285 and (got[0] != toa.NODATA).sum() == 266
     bad_obs = tmp_path / "obs5.tif"
-    raster_io.write_array(bad_obs, np.ones((5, 25, 22), np.float32))
+    pipeline.write_array(bad_obs, np.ones((5, 25, 22), np.float32))
     rc, _, stdout, stderr = qgis_process("run", "spectraltf:toareflectance", "--", f"INPUT={rdn}",
                                          f"OBSERVATION={bad_obs}", f"OUTPUT={tmp_path / 'bad.tif'}")
     assert rc != 0 and "OBSERVATION" in stdout + stderr

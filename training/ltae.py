@@ -165,7 +165,7 @@ def write_date_rasters(cube, dates, folder, bbox=None, epsg=None, prefix="series
     ``ACQUISITION_DATE`` metadata. Returns the paths in date order."""
     from osgeo import gdal, osr
 
-    from ..runtime import raster_io
+    from ..runtime import pipeline, raster_io
 
     t, c, h, w = cube.shape
     grid = raster_io.Grid(w, h)
@@ -181,7 +181,7 @@ def write_date_rasters(cube, dates, folder, bbox=None, epsg=None, prefix="series
     for i, d in enumerate(dates):
         iso = d.isoformat() if hasattr(d, "isoformat") else str(d)[:10]
         path = os.path.join(folder, f"{prefix}_{i:03d}_{iso.replace('-', '')}.tif")
-        raster_io.write_array(path, cube[i], grid=grid)
+        pipeline.write_array(path, cube[i], grid=grid)
         if metadata_dates:
             ds = gdal.Open(path, gdal.GA_Update)
             ds.SetMetadataItem("ACQUISITION_DATE", iso)

@@ -26,35 +26,18 @@ Any failure restores the old files and deletes everything this run created.
 Errors: disk full, permission, read-only file system and immutable files become one
 :class:`~..errors.InputError` line naming the output's parameter.
 """
-import errno
 import os
 import shutil
-import sys
-import time
 import uuid
 
 import numpy as np
 
-from ..errors import InputError
 from ..monitor import ensure
 from . import formats
-
-STAGING_PREFIX = ".spectraltf-partial-"
-#: Staging folders without a readable owner older than this are removed as stale (seconds).
-STALE_UNOWNED_SECONDS = 6 * 3600
-
-_FS_IOC_GETFLAGS = 0x80086601
-_FS_IMMUTABLE_FL = 0x00000010
-_FS_APPEND_FL = 0x00000020
+from .staging import STAGING_PREFIX, _process_start, _remove, clean_stale_staging
+from .writer import OutputError, RasterWriter, describe_os_error, immutable
 
 
-class OutputError(InputError):
-    """An output cannot be written (disk full, permission, immutable file, format)."""
-
-
-# ---------------------------------------------------------------------------------------------
-# small helpers
-# ---------------------------------------------------------------------------------------------
 def _identity(path):
     """(device, inode) of an existing file, else its normalised real path."""
     try:
@@ -71,241 +54,6 @@ def _keys(path):
     return keys
 
 
-def _process_start(pid):
-    """Start time of process ``pid`` in clock ticks since boot (Linux), else None."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read().decode("ascii", "replace")
-        return data.rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
-def _alive(pid, start):
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, ValueError, OverflowError):
-        return True
-    if start and _process_start(pid) not in (None, start):
-        return False  # the pid was reused by another process
-    return True
-
-
-def immutable(path):
-    """True when ``path`` carries the immutable or append-only attribute (``chattr +i`` / ``+a``)."""
-    try:
-        import fcntl
-        import struct
-
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0))
-    except (ImportError, OSError):
-        return False
-    try:
-        buf = fcntl.ioctl(fd, _FS_IOC_GETFLAGS, struct.pack("l", 0))
-        flags = struct.unpack("l", buf)[0]
-        return bool(flags & (_FS_IMMUTABLE_FL | _FS_APPEND_FL))
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
-
-
-def describe_os_error(exc, path):
-    """A short phrase for an OSError (or a GDAL RuntimeError) while writing ``path``."""
-    text = str(exc)
-    folder = os.path.dirname(os.path.abspath(path))
-    code = getattr(exc, "errno", None)
-    if code in (errno.ENOSPC, errno.EDQUOT) or "No space left" in text or "quota" in text.lower() or \
-            _disk_full(folder):
-        return f"the disk holding {folder} is full (no space left); free some space or choose another folder"
-    if code == errno.EROFS or "Read-only file system" in text:
-        return f"{folder} is on a read-only file system; choose another folder"
-    if code in (errno.EPERM, errno.EACCES) or "Permission denied" in text or "not permitted" in text:
-        if os.path.exists(path) and immutable(path):
-            return f"{path} exists and is immutable (chattr +i); remove the attribute or choose another name"
-        return f"permission denied writing {path}; choose a folder you can write to"
-    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-    return f"cannot write {path} ({first})"
-
-
-def _disk_full(folder, minimum=64 * 1024):
-    try:
-        st = os.statvfs(folder)
-    except (OSError, AttributeError):
-        return False
-    return st.f_bavail * st.f_frsize < minimum
-
-
-def _remove(path):
-    try:
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path, ignore_errors=True)
-        elif os.path.lexists(path):
-            os.remove(path)
-    except OSError:
-        pass
-
-
-def clean_stale_staging(folder):
-    """Remove staging folders of runs that are gone (killed, crashed). Returns the paths removed."""
-    removed = []
-    try:
-        names = os.listdir(folder)
-    except OSError:
-        return removed
-    for name in names:
-        if not name.startswith(STAGING_PREFIX):
-            continue
-        path = os.path.join(folder, name)
-        if not os.path.isdir(path) or os.path.islink(path):
-            continue
-        try:
-            with open(os.path.join(path, "owner"), encoding="ascii") as f:
-                pid, _, start = f.read().strip().partition(" ")
-            stale = not _alive(pid, start)
-        except (OSError, ValueError):
-            try:
-                stale = time.time() - os.stat(path).st_mtime > STALE_UNOWNED_SECONDS
-            except OSError:
-                stale = False
-        if stale:
-            shutil.rmtree(path, ignore_errors=True)
-            removed.append(path)
-    return removed
-
-
-# ---------------------------------------------------------------------------------------------
-# the writer of one raster
-# ---------------------------------------------------------------------------------------------
-class RasterWriter:
-    """Writes one raster window by window into its staging path (created by :meth:`OutputSet.create`).
-
-    ``ds`` is the GDAL dataset (for metadata, colour tables); ``tile`` the GeoTIFF tile height a
-    full-width block should be a multiple of."""
-
-    def __init__(self, output, grid, bands, dtype, nodata, tile, compression):
-        from osgeo import gdal
-
-        from ..raster_io import _type_maps
-
-        self.output = output
-        self.parameter = output.parameter
-        self.path = output.staged
-        self.grid = grid
-        self.bands = int(bands)
-        self.dtype = np.dtype(dtype)
-        self.nodata = nodata
-        self.tile = int(tile)
-        self.tile_width = max(self.tile, 256)
-        to_gdal, _ = _type_maps()
-        options = formats.creation_options(output.driver, output.path, self.dtype, self.bands, self.tile,
-                                           self.tile_width, compression)
-        try:
-            self.ds = gdal.GetDriverByName(output.driver).Create(
-                self.path, grid.width, grid.height, self.bands, to_gdal[self.dtype], options)
-        except RuntimeError as exc:
-            raise self._error(exc) from None
-        if self.ds is None:
-            raise self._error(RuntimeError(gdal.GetLastErrorMsg() or "GDAL could not create the file"))
-        if grid.geotransform is not None:
-            self.ds.SetGeoTransform(grid.geotransform)
-        if grid.projection:
-            self.ds.SetProjection(grid.projection)
-        if grid.gcps:
-            self.ds.SetGCPs(grid.gcps, grid.gcp_projection)
-        if nodata is not None:
-            for i in range(self.bands):
-                self.ds.GetRasterBand(i + 1).SetNoDataValue(float(nodata))
-
-    def _error(self, exc):
-        return OutputError(describe_os_error(exc, self.output.path), self.parameter)
-
-    def write(self, window, array):
-        """Write ``array`` (bands, rows, cols), or (rows, cols) for one band, at ``window``."""
-        array = np.asarray(array)
-        if array.ndim == 2:
-            array = array[None]
-        if array.shape[0] != self.bands:
-            raise ValueError(f"expected {self.bands} bands, got {array.shape[0]}")
-        try:
-            for i in range(self.bands):
-                self.ds.GetRasterBand(i + 1).WriteArray(array[i].astype(self.dtype, copy=False),
-                                                        window.xoff, window.yoff)
-            bottom = window.yoff + window.ysize
-            if window.xoff + window.xsize >= self.grid.width and (bottom % self.tile == 0
-                                                                  or bottom >= self.grid.height):
-                # a row of tiles is complete: compress it to disk and free it from GDAL's block cache
-                self.ds.FlushCache()
-        except RuntimeError as exc:
-            raise self._error(exc) from None
-
-    def band(self, index):
-        """The GDAL band (1-based) for descriptions, metadata or colour tables."""
-        return self.ds.GetRasterBand(index)
-
-    def set_band_descriptions(self, names):
-        for i, name in enumerate(names):
-            self.ds.GetRasterBand(i + 1).SetDescription(str(name))
-
-    def set_metadata(self, metadata, domain=""):
-        self.ds.SetMetadata({str(k): str(v) for k, v in metadata.items()}, domain)
-
-    def close(self):
-        """Flush and close; a write error (also one GDAL reports while closing) raises OutputError."""
-        if self.ds is None:
-            return
-        captured = []
-        previous = sys.unraisablehook
-        sys.unraisablehook = lambda unraisable: captured.append(unraisable.exc_value)
-        try:
-            try:
-                self.ds.FlushCache()
-            except RuntimeError as exc:
-                captured.append(exc)
-            self.ds = None  # GDAL writes headers/directories here; errors arrive as "unraisable"
-        finally:
-            sys.unraisablehook = previous
-        if captured:
-            raise self._error(captured[0])
-
-    def discard(self):
-        """Close without reporting errors (the staged files are deleted anyway)."""
-        if self.ds is None:
-            return
-        previous = sys.unraisablehook
-        sys.unraisablehook = lambda unraisable: None
-        try:
-            self.ds = None
-        finally:
-            sys.unraisablehook = previous
-
-    def verify(self):
-        """Re-open the closed file (headers complete, size and bands right) or raise OutputError."""
-        from osgeo import gdal
-
-        try:
-            from ..raster_io import read_only
-
-            with read_only():
-                ds = gdal.Open(self.path, gdal.GA_ReadOnly)
-            ok = ds is not None and (ds.RasterXSize, ds.RasterYSize, ds.RasterCount) == (
-                self.grid.width, self.grid.height, self.bands)
-            ds = None
-        except RuntimeError as exc:
-            raise self._error(exc) from None
-        if not ok:
-            raise self._error(RuntimeError("the written file does not read back as the raster written"))
-        if self.output.driver == "ENVI":
-            expected = self.grid.width * self.grid.height * self.bands * self.dtype.itemsize
-            if os.path.getsize(self.path) < expected:
-                raise self._error(RuntimeError("the data file is shorter than the raster written"))
-
-
-# ---------------------------------------------------------------------------------------------
-# the output set
-# ---------------------------------------------------------------------------------------------
 class Output:
     """One declared output: Processing ``parameter``, destination ``path``, ``driver``, staging paths."""
 
@@ -432,6 +180,19 @@ class OutputSet:
 
     # -- staging and writing ---------------------------------------------------------------------
     def __enter__(self):
+        from ..raster_io import pam
+
+        # outputs keep PAM-only metadata (GeoTIFF category names) in their .aux.xml, even where the
+        # process turned side files off for inputs (headless runs, see the provider)
+        self._pam = pam(True)
+        self._pam.__enter__()
+        try:
+            return self._stage()
+        except BaseException:
+            self._pam.__exit__(None, None, None)
+            raise
+
+    def _stage(self):
         for folder in sorted({o.folder for o in self.outputs.values()}):
             for stale in clean_stale_staging(folder):
                 self.monitor.info(f"Removed the temporary files of an earlier interrupted run: {stale}")
@@ -532,6 +293,9 @@ class OutputSet:
         for stage in self._staging.values():
             shutil.rmtree(stage, ignore_errors=True)
         self._staging.clear()
+        if self._entered and getattr(self, "_pam", None) is not None:
+            self._pam.__exit__(None, None, None)
+            self._pam = None
         self._entered = False
 
 
@@ -547,35 +311,3 @@ def _local_path(description):
     except ImportError:
         text = text.split("|")[0]
     return text if os.path.exists(text) else None
-
-
-def write_text_atomically(path, text, parameter="OUTPUT"):
-    """Write a small text output (e.g. a JSON listing) the way rasters are written: checked first
-    (a folder, a missing folder, an immutable file are refused naming ``parameter``), staged in a
-    hidden folder beside it, renamed into place. Returns the absolute path."""
-    if path is None or str(path).strip() == "":
-        raise OutputError("no output path given.", parameter)
-    path = os.path.abspath(os.path.expanduser(str(path)))
-    folder = os.path.dirname(path)
-    if os.path.isdir(path):
-        raise OutputError(f"{path} is a folder; expected a file name such as models.json.", parameter)
-    if not os.path.isdir(folder):
-        raise OutputError(f"the folder {folder} does not exist; choose an existing folder.", parameter)
-    if os.path.lexists(path) and immutable(path):
-        raise OutputError(f"{path} exists and is immutable or append-only (chattr +i/+a), so it cannot be "
-                          "replaced; remove the attribute or choose another name.", parameter)
-    clean_stale_staging(folder)
-    stage = os.path.join(folder, f"{STAGING_PREFIX}{uuid.uuid4().hex[:12]}")
-    try:
-        os.mkdir(stage)
-        with open(os.path.join(stage, "owner"), "w", encoding="ascii") as f:
-            f.write(f"{os.getpid()} {_process_start(os.getpid()) or ''}\n")
-        staged = os.path.join(stage, os.path.basename(path))
-        with open(staged, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(staged, path)
-    except OSError as exc:
-        raise OutputError(describe_os_error(exc, path), parameter) from None
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
-    return path
