@@ -364,11 +364,17 @@ def _error_line(text, parameter, pattern):
 
 
 @pytest.mark.qgis_process
-def test_qgis_process_untagged_integers_and_truncated_file(unscaled, tmp_path):
+def test_qgis_process_untagged_integers_bf16_model_and_truncated_file(unscaled, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     rc, text = _run("spectraltf:cloudmask", {"INPUT": unscaled, "OUTPUT": out / "m.tif"})
     assert rc != 0 and "SCALE=0.0001" in _error_line(text, "INPUT", "×10000")
+    assert os.listdir(out) == []  # refused before any output
+    rdn, obs = emit()
+    rc, text = _run("spectraltf:cloudmask", {"INPUT": rdn, "OBSERVATION": obs, "OUTPUT": out / "m.tif",
+                                             "MODEL": shared("spectf", "spectf_cloud_v0.1.0_upstream_bf16.onnx")})
+    assert rc != 0 and "training import-onnx" in _error_line(text, "MODEL", "bfloat16")
+    assert os.listdir(out) == []
     rc, text = _run("spectraltf:cloudmask", {"INPUT": unscaled, "SCALE": "0.0001", "OUTPUT": out / "m.tif"})
     assert rc == 0, text[-2000:]
     assert "VALID_PIXELS" in text and gdal.Open(str(out / "m.tif")).GetMetadataItem("valid_pixels") == "1024"
