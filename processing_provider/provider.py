@@ -6,7 +6,6 @@ from qgis.PyQt.QtGui import QIcon
 
 from ..algorithms import algorithm_classes
 from ..algorithms.base import set_config_source
-from ..algorithms.base import set_config_source
 from ..runtime import deps
 from . import settings
 

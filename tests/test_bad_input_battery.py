@@ -45,7 +45,7 @@ NAN_PIXELS = ((8, 8), (10, 10), (12, 12))  # (row, col): NaN in one band, +Inf i
 # ---------------------------------------------------------------------------------------------
 def _gtiff(path, cube, like=None, wavelengths=None, fwhm=None, nodata=None, names=None):
     from spectral_transformers.runtime.pipeline import write_array
-from spectral_transformers.runtime.raster_io import Grid
+    from spectral_transformers.runtime.raster_io import Grid
     from spectral_transformers.runtime.spectral import write_spectral_metadata
 
     cube = np.asarray(cube, dtype=np.float32)

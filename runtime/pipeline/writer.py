@@ -160,6 +160,20 @@ class RasterWriter:
             sys.unraisablehook = previous
         if captured:
             raise self._error(captured[0])
+        if self.output.driver == "ENVI":
+            self._fix_envi_description()
+
+    def _fix_envi_description(self):
+        """GDAL writes the file name into the ENVI header's description: the final one, not the staged one."""
+        header = formats.envi_header(self.path)
+        try:
+            with open(header, encoding="utf-8", errors="surrogateescape") as f:
+                text = f.read()
+            if self.path in text:
+                with open(header, "w", encoding="utf-8", errors="surrogateescape") as f:
+                    f.write(text.replace(self.path, self.output.path))
+        except OSError as exc:
+            raise self._error(exc) from None
 
     def discard(self):
         """Close without reporting errors (the staged files are deleted anyway)."""
