@@ -353,6 +353,15 @@ def run_segmentation(inputs, model, outputs, bands=None, overlap=None, crop=None
                 acc[:, th - n:] = 0.0
                 wsum[th - n:] = 0.0
                 origin = stop
+        from .band_validity import note_valid_pixels  # a result without valid pixels: log and metadata
+
+        valid = int(counts.sum())
+        warning = None if valid else "the result has no valid pixel: every input pixel is nodata in some band"
+        if warning:
+            monitor.warn(warning + ".")
+        for writer in (w_cls, w_prob, w_conf):
+            if writer is not None:
+                note_valid_pixels(writer, valid, warning)
         _write_styles(outs, classes)
 
     result.class_counts = {c["name"]: int(n) for c, n in zip(classes, counts)}
