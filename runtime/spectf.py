@@ -2,7 +2,9 @@
 
 SpecTf takes every band as a token ``[reflectance, wavelength]``, so bands are matched by
 *wavelength*: the input's own band centres (nm) are used after removing the bands inside the model
-card's ``drop_ranges_nm`` (inclusive; EMIT keeps 268 of 285 bands). Other sensors (AVIRIS-NG, EnMAP,
+card's ``drop_ranges_nm`` (inclusive; EMIT keeps 268 of 285 bands), the bands the file flags bad
+(``bbl`` = 0) and the bands that are nodata in every sampled pixel (:mod:`.band_validity`, which also
+logs the applied value scale and refuses untagged scaled integers). Other sensors (AVIRIS-NG, EnMAP,
 PRISMA) run with their own wavelengths and a warning that the model was trained on EMIT.
 
 Pipeline (one pass, memory bounded by the block budget whatever the scene size)::
