@@ -12,6 +12,7 @@ CPU threads (0 = all)      ONNX Runtime intra-op threads (capped at cores)  ``SP
 algorithms pass down explicitly; nothing writes ``os.environ``. A setting left at its default keeps
 the value its environment variable gives (so an exported variable still works headless).
 """
+import os
 
 #: Setting keys (global in Processing's configuration, hence the prefix).
 MODEL_FOLDER = "SPECTRALTF_MODEL_FOLDER"
