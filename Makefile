@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 
-.PHONY: setup demo test test-fast bench package docs-images clean
+.PHONY: setup demo test test-matrix test-fast bench package docs-images clean
 
 setup:
 	bash scripts/setup.sh
@@ -12,6 +12,20 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest
+
+# Unit tests of the runtime core, the parameter table, dates and styles: no qgis_process runs and no
+# long inferences (the full suite is `make test`). Needs `make setup` once.
+FAST_TESTS := tests/test_parameters.py tests/test_runtime_qgis_free.py tests/test_tiling.py \
+	tests/test_model_card.py tests/test_spectral.py tests/test_solar.py \
+	tests/test_styles.py tests/test_dates.py
+test-fast:
+	$(PY) -m pytest -q -k "not qgis_process" $(wildcard $(FAST_TESTS))
+
+# The suite on QGIS 3.22 (this machine), 3.40 (Debian 13 chroot) and 3.44 LTR (Debian unstable chroot),
+# as root; chroots cached in /var/cache/spectral-transformers. Pick legs with MATRIX="host sid".
+MATRIX ?= host trixie sid
+test-matrix:
+	bash scripts/test_matrix.sh $(MATRIX)
 
 bench: setup
 	bash bench/run_all.sh

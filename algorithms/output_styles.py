@@ -7,7 +7,7 @@ Call from an algorithm's ``run`` after the output raster is written::
 
     out = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
     ...write out...
-    qml = styles.write_cloud_mask_qml(styles.qml_path_for(out))   # or write_class_qml / write_pseudocolor_qml
+    qml = styles.write_class_qml(styles.qml_path_for(out), classes)   # or write_pseudocolor_qml
     style_output(context, out, "Cloud mask (SpecTf)", qml)
 
 The ``.qml`` beside the raster is also what QGIS loads automatically when the file is added to a
@@ -16,8 +16,9 @@ loads the result. Headless runs (``qgis_process``) load nothing, so this is a no
 """
 import threading
 
-from qgis.core import QgsMapLayer, QgsProcessingLayerPostProcessorInterface
+from qgis.core import QgsProcessingLayerPostProcessorInterface
 
+from ..qgis_compat import STYLE_ALL_CATEGORIES
 from ..runtime.styles import qml_path_for
 
 # Post-processors must outlive the algorithm run (QGIS keeps only a raw C++ pointer): keep
@@ -41,7 +42,7 @@ class StylePostProcessor(QgsProcessingLayerPostProcessorInterface):
             return
         if self.layer_name:
             layer.setName(self.layer_name)
-        message, ok = layer.loadNamedStyle(self.qml_path, categories=QgsMapLayer.AllStyleCategories)
+        message, ok = layer.loadNamedStyle(self.qml_path, categories=STYLE_ALL_CATEGORIES)
         if not ok:
             if feedback is not None:
                 feedback.reportError(f"Could not apply style {self.qml_path}: {message}", fatalError=False)

@@ -68,6 +68,7 @@ def main(argv=None):
 
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     from osgeo import gdal
+    gdal.UseExceptions()
 
     from spectral_transformers.training import ltae
 

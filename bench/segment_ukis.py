@@ -59,6 +59,7 @@ def peak_rss_mb():
 
 def write_chip(name, folder):
     from osgeo import gdal
+    gdal.UseExceptions()
 
     img = np.load(os.path.join(SHARED, "multispectral", f"{name}.npz"))["img"]
     path = os.path.join(folder, f"{name}.tif")
@@ -78,6 +79,7 @@ def write_chip(name, folder):
 def child_ours(args):
     _import_plugin()
     from osgeo import gdal
+    gdal.UseExceptions()
 
     from spectral_transformers.runtime.segmentation import run_segmentation
 
@@ -169,6 +171,7 @@ def make_tiny_model(folder):
 
 def make_big_raster(path, size):
     from osgeo import gdal
+    gdal.UseExceptions()
 
     ds = gdal.GetDriverByName("GTiff").Create(path, size, size, 6, gdal.GDT_UInt16,
                                               ["TILED=YES", "COMPRESS=DEFLATE", "BIGTIFF=YES"])
@@ -192,6 +195,7 @@ def child_memory(args):
     from spectral_transformers.runtime.segmentation import run_segmentation
 
     from osgeo import gdal
+    gdal.UseExceptions()
 
     base = peak_rss_mb()
     cache_mb = gdal.GetCacheMax() / 2**20

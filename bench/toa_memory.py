@@ -35,6 +35,7 @@ def make_cube(workdir, lines, samples):
     if os.path.exists(rdn) and os.path.exists(obs):
         return rdn, obs
     from osgeo import gdal
+    gdal.UseExceptions()
 
     src = gdal.Open(os.path.join(SHARED_DATA, "emit", "emit_l1b_rdn_libya4_25x22.img"))
     meta = src.GetMetadata("ENVI")

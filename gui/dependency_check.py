@@ -17,9 +17,18 @@ import subprocess
 import sys
 import time
 
-from qgis.core import Qgis, QgsApplication, QgsMessageLog, QgsSettings, QgsTask
+from qgis.core import QgsApplication, QgsMessageLog, QgsSettings, QgsTask
 from qgis.PyQt.QtWidgets import QMessageBox, QPushButton
 
+from ..qgis_compat import (
+    BUTTON_NO,
+    BUTTON_YES,
+    MESSAGE_CRITICAL,
+    MESSAGE_INFO,
+    MESSAGE_SUCCESS,
+    MESSAGE_WARNING,
+    TASK_CAN_CANCEL,
+)
 from ..runtime import deps
 from ..runtime.errors import DependencyError
 
@@ -45,7 +54,7 @@ def onnxruntime_status():
         return False, f"onnxruntime failed to import: {exc}"
 
 
-def _log(message, level=Qgis.Info):
+def _log(message, level=MESSAGE_INFO):
     QgsMessageLog.logMessage(message, LOG_TAG, level)
 
 
@@ -73,7 +82,7 @@ def check_once(iface, package=None):
         settings.remove(DECLINED_KEY)
         _log(detail)
         return "ok"
-    _log(detail, Qgis.Warning)
+    _log(detail, MESSAGE_WARNING)
     package = package or deps.onnxruntime_package()
     if settings.value(DECLINED_KEY, False, type=bool):
         _notify_missing(iface, package)
@@ -94,8 +103,8 @@ def ask_install(iface, package):
             f"Install '{package}'{gpu} now into the plugin folder\n{deps.EXT_LIBS}\n\n"
             "This downloads the package with pip and runs in the background; restart QGIS afterwards.\n\n"
             f"Command:\n{command}")
-    answer = QMessageBox.question(_parent(iface), TITLE, text, QMessageBox.Yes | QMessageBox.No, QMessageBox.Yes)
-    return answer == QMessageBox.Yes
+    answer = QMessageBox.question(_parent(iface), TITLE, text, BUTTON_YES | BUTTON_NO, BUTTON_YES)
+    return answer == BUTTON_YES
 
 
 def _notify_missing(iface, package):
@@ -112,7 +121,7 @@ def _notify_missing(iface, package):
 
     button.clicked.connect(clicked)
     widget.layout().addWidget(button)
-    bar.pushWidget(widget, Qgis.Warning)
+    bar.pushWidget(widget, MESSAGE_WARNING)
     return widget
 
 
@@ -120,7 +129,7 @@ class InstallTask(QgsTask):
     """Runs the pip install command in a background thread; reports on the main thread."""
 
     def __init__(self, iface, package, command=None):
-        super().__init__(f"Installing {package} for Spectral Transformers", QgsTask.CanCancel)
+        super().__init__(f"Installing {package} for Spectral Transformers", TASK_CAN_CANCEL)
         self.iface = iface
         self.package = package
         self.command = list(command or deps.install_command(package))
@@ -167,10 +176,10 @@ class InstallTask(QgsTask):
             if bar is not None:
                 if ok:
                     bar.pushMessage(TITLE, f"Installed {self.package}: {self.summary}. Restart QGIS to be safe.",
-                                    Qgis.Success, 0)
+                                    MESSAGE_SUCCESS, 0)
                 else:
                     bar.pushMessage(TITLE, f"pip installed {self.package}, but it cannot be imported yet; "
-                                    "restart QGIS.", Qgis.Warning, 0)
+                                    "restart QGIS.", MESSAGE_WARNING, 0)
             return
         if self.cancelled:
             message = f"Installing {self.package} was cancelled."
@@ -178,10 +187,10 @@ class InstallTask(QgsTask):
             tail = "\n".join(self.output.strip().splitlines()[-15:])
             message = (f"Installing {self.package} failed (exit code {self.returncode}).\n{tail}\n\n"
                        f"Install it yourself with:\n{deps.format_command(self.command)}")
-        _log(message, Qgis.Critical)
+        _log(message, MESSAGE_CRITICAL)
         if bar is not None:
             bar.pushMessage(TITLE, message.splitlines()[0] + " See the log (Spectral Transformers tab).",
-                            Qgis.Critical, 0)
+                            MESSAGE_CRITICAL, 0)
 
 
 def _no_window():

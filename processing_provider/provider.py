@@ -1,9 +1,10 @@
 """Processing provider ``spectraltf`` ("Spectral Transformers")."""
 import os
 
-from qgis.core import Qgis, QgsMessageLog, QgsProcessingProvider
+from qgis.core import QgsMessageLog, QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
+from ..qgis_compat import MESSAGE_INFO
 from ..algorithms import algorithm_classes
 from ..algorithms.base import set_config_source
 from ..runtime import deps
@@ -51,7 +52,7 @@ class SpectralTransformersProvider(QgsProcessingProvider):
                 ProcessingConfig.settingIcons[self.name()] = self.icon()
             except ImportError:
                 pass
-        QgsMessageLog.logMessage(f"Spectral Transformers: {self.versionInfo()}", "Processing", Qgis.Info)
+        QgsMessageLog.logMessage(f"Spectral Transformers: {self.versionInfo()}", "Processing", MESSAGE_INFO)
         self.refreshAlgorithms()
         return True
 

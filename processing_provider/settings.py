@@ -12,6 +12,7 @@ CPU threads (0 = all)      ONNX Runtime intra-op threads (capped at cores)  ``SP
 algorithms pass down explicitly; nothing writes ``os.environ``. A setting left at its default keeps
 the value its environment variable gives (so an exported variable still works headless).
 """
+import os
 
 #: Setting keys (global in Processing's configuration, hence the prefix).
 MODEL_FOLDER = "SPECTRALTF_MODEL_FOLDER"
@@ -43,7 +44,7 @@ def register(group):
     if config is None:
         return False
     config.addSetting(setting(group, MODEL_FOLDER, "Extra model folder (ONNX models with model cards)", "",
-                              valuetype=setting.FOLDER))
+                              valuetype=setting.FOLDER, validator=_check_folder))
     config.addSetting(setting(group, DEFAULT_DEVICE, "Default device when an algorithm's DEVICE is 'auto'",
                               DEVICE_OPTIONS[0], valuetype=setting.SELECTION, options=DEVICE_OPTIONS))
     config.addSetting(setting(group, THREADS, "CPU threads for ONNX Runtime (0 = all cores)", 0,
@@ -60,6 +61,12 @@ def unregister():
     for key in ENV:
         if key in config.settings:
             config.removeSetting(key)
+
+
+def _check_folder(value):
+    """Our own check: QGIS 3.44's folder setting accepts a missing folder whose parent exists."""
+    if value and not os.path.isdir(str(value).strip()):
+        raise ValueError(f"Extra model folder: {value!r} is not an existing folder")
 
 
 def _check_threads(value):

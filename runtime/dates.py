@@ -1,6 +1,10 @@
-"""Acquisition dates of time-series rasters: from a parameter, raster metadata or file names.
+"""Acquisition times and dates of rasters: from a parameter, raster metadata or file names.
 
-Order of precedence (first that gives a date for every raster wins):
+:func:`acquisition_time` is the one metadata reader (TOA reflectance takes the time for the solar
+position; the time series take its date); :func:`parse_utc` parses one time stamp.
+
+Dates of time-series rasters, in
+order of precedence (first that gives a date for every raster wins):
 
 1. the ``DATES`` parameter: comma-separated ISO dates (``2016-05-06, 2016-05-16`` or
    ``20160506``; a time part such as ``T10:05:27`` is ignored);
@@ -19,10 +23,16 @@ import re
 
 from .errors import InputError
 
-METADATA_KEYS = ("ACQUISITION_DATE", "ACQUISITION_TIME", "DATE_ACQUIRED", "SENSING_TIME", "SENSING_DATE",
-                 "DATATAKE_SENSING_START", "PRODUCT_START_TIME", "START_TIME", "DATE", "DATETIME",
-                 "TIFFTAG_DATETIME")
-_ENVI_KEYS = ("acquisition_time", "acquisition time", "acquisition_date")
+#: Metadata keys (any domain, any case; ``NC_GLOBAL#`` stripped) naming the acquisition (start) time.
+TIME_KEYS = ("start acquisition time", "start_acquisition_time", "acquisition time", "acquisition_time",
+             "acquisition start time", "acquisitiontime", "datetime_start", "start_time", "time_coverage_start",
+             "acquisition_date", "acquisitiondate", "date_acquired", "sensing_time", "sensing_date",
+             "datatake_sensing_start", "product_start_time", "date_time")
+#: Keys that often hold the acquisition date but may be a file time stamp (``TIFFTAG_DATETIME``): used
+#: for the day-precision dates of time series only, never for the solar position.
+DATE_ONLY_KEYS = ("date", "datetime", "tifftag_datetime")
+#: Metadata domains searched, in order.
+DOMAINS = ("ENVI", "", "IMAGERY")
 _ISO = re.compile(r"(?<!\d)(\d{4})[-_:/.]?(\d{2})[-_:/.]?(\d{2})(?!\d)")
 _NAME = re.compile(r"(?<!\d)(\d{4})(?:(\d{2})(\d{2})|[-_](\d{2})[-_](\d{2}))(?!\d)")
 
@@ -63,24 +73,59 @@ def parse_dates_list(text, parameter="DATES"):
     return dates
 
 
-def date_from_metadata(ds):
-    """Acquisition date from a GDAL dataset's metadata (see module docstring), or ``None``."""
-    md = {k.upper(): v for k, v in (ds.GetMetadata() or {}).items()}
-    for key in METADATA_KEYS:
-        if key in md:
-            d = parse_date(md[key])
-            if d is not None:
-                return d
+def parse_utc(text):
+    """Parse an ISO-8601-like acquisition time (``2022-08-27T09:16:26Z``, ``2022-08-27 09:16:26.5``,
+    ``2022-08-27``, ``2022:08:27 09:16:26``) into a naive UTC datetime; None when unparseable."""
+    if text is None:
+        return None
+    s = str(text).strip().strip("{}").strip().strip('"')
+    if not s:
+        return None
+    s = re.sub(r"\s*(Z|UTC|GMT)$", "", s, flags=re.I)
+    m = re.match(r"^(\d{4})[-:]?(\d{2})[-:]?(\d{2})(?:[T ](\d{1,2}):?(\d{2})(?::?(\d{2}(?:\.\d+)?))?)?\s*"
+                 r"([+-]\d{2}:?\d{2})?$", s)
+    if not m:
+        return None
+    y, mo, d, hh, mm, ss, tz = m.groups()
     try:
-        envi = {k.lower(): v for k, v in (ds.GetMetadata("ENVI") or {}).items()}
-    except Exception:  # noqa: BLE001 - some drivers reject unknown domains
-        envi = {}
-    for key in _ENVI_KEYS:
-        if key in envi:
-            d = parse_date(envi[key])
-            if d is not None:
-                return d
+        sec = float(ss or 0)
+        dt = _dt.datetime(int(y), int(mo), int(d), int(hh or 0), int(mm or 0), int(sec),
+                          int(round((sec - int(sec)) * 1e6)) % 1000000)
+    except ValueError:
+        return None
+    if tz:
+        sign = 1 if tz[0] == "+" else -1
+        tz = tz[1:].replace(":", "")
+        dt = dt - sign * _dt.timedelta(hours=int(tz[:2]), minutes=int(tz[2:]))
+    return dt
+
+
+def acquisition_time(ds, date_keys=False):
+    """Acquisition (start) time of a GDAL dataset as a naive UTC datetime from its metadata (keys
+    :data:`TIME_KEYS`, plus :data:`DATE_ONLY_KEYS` when ``date_keys``; domains :data:`DOMAINS`), or
+    None. A value that holds only a recognisable date gives midnight of that date."""
+    keys = TIME_KEYS + (DATE_ONLY_KEYS if date_keys else ())
+    for domain in DOMAINS:
+        try:
+            md = ds.GetMetadata(domain) or {}
+        except Exception:  # noqa: BLE001 - some drivers reject unknown domains
+            md = {}
+        lowered = {str(k).lower().replace("nc_global#", ""): v for k, v in md.items()}
+        for key in keys:
+            if key in lowered:
+                when = parse_utc(lowered[key])
+                if when is None:
+                    day = parse_date(lowered[key])
+                    when = _dt.datetime(day.year, day.month, day.day) if day else None
+                if when is not None:
+                    return when
     return None
+
+
+def date_from_metadata(ds):
+    """Acquisition date from a GDAL dataset's metadata (see :func:`acquisition_time`), or ``None``."""
+    when = acquisition_time(ds, date_keys=True)
+    return when.date() if when is not None else None
 
 
 def date_from_filename(path):

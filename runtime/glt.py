@@ -281,12 +281,6 @@ def _qml_path(path):
     return os.path.splitext(local)[0] + ".qml"
 
 
-def ortho_path_for(output_path, suffix="_ortho"):
-    """``/x/mask.tif`` → ``/x/mask_ortho.tif``."""
-    stem, ext = os.path.splitext(str(output_path))
-    return f"{stem}{suffix}{ext or '.tif'}"
-
-
 def glt_source_for(input_path):
     """The EMIT netCDF carrying a GLT behind ``input_path`` (a path or a dataset), else None."""
     source = emit_netcdf.emit_source(input_path)
@@ -296,10 +290,3 @@ def glt_source_for(input_path):
         return source if emit_netcdf.EmitFile(source).has_glt else None
     except InputError:
         return None
-
-
-def orthorectify_output(output_path, glt_source, monitor=None, suffix="_ortho"):
-    """For algorithms with an ORTHORECTIFY option: orthorectify a finished sensor-geometry output
-    into ``<output stem><suffix>.tif`` beside it (style copied) and return that path."""
-    target = ortho_path_for(output_path, suffix)
-    return orthorectify(output_path, glt_source, target, monitor, input_parameter="OUTPUT")

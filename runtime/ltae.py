@@ -16,7 +16,7 @@ import os
 import numpy as np
 
 from . import dates as dates_mod
-from . import model_card, onnx_backend, raster_io
+from . import model_card, onnx_backend, raster_io, styles
 from .errors import InputError, ModelError
 from .model import OnnxModel, static_dim
 from .monitor import ensure
@@ -154,10 +154,6 @@ def _same_georef(a, b, tol=1e-6):
     return True
 
 
-def _hex_rgba(color, index):
-    return model_card._color(color, "class color", model_card._Checker("?", "MODEL"), index)
-
-
 def temporal_attention(paths, model, output, dates_text=None, output_heads=None, output_classes=None,
                        device="auto", threads=None, batch_size=4096, monitor=None, card=None,
                        block_budget=None, config=None):
@@ -244,34 +240,15 @@ def temporal_attention(paths, model, output, dates_text=None, output_heads=None,
                 w_heads.write(win, heads_block.reshape((heads * t,) + shape))
             if w_cls is not None:
                 w_cls.write(win, cls_block.reshape(shape))
-        styles = []
+        spec = {"OUTPUT": ("ramp", 0.0, max(amax, 1e-3), "magma")}
         if w_cls is not None:
-            from osgeo import gdal
-
-            ct = gdal.ColorTable()
-            for i, c in enumerate(tm.classes):
-                rgba = _hex_rgba(c.get("color"), i)
-                ct.SetColorEntry(int(c.get("value", i)), tuple(int(v) for v in rgba))
-                styles.append((int(c.get("value", i)), str(c.get("name", f"class {i}")), tuple(int(v) for v in rgba)))
-            band = w_cls.band(1)
-            band.SetColorTable(ct)
-            names = [""] * (max(v for v, _, _ in styles) + 1)
-            for v, name, _ in styles:
-                names[v] = name
-            band.SetCategoryNames(names)
-        _write_styles(outs, amax, styles if output_classes else None)
+            class_styles = styles.class_entries(tm.classes)
+            styles.apply_classes(w_cls.band(1), class_styles)
+            spec["OUTPUT_CLASSES"] = ("classes", class_styles)
+        styles.write_styles(outs, spec)
     monitor.info(f"attention written for {n_valid} valid pixels → {output}")
     return {"dates": dates, "dates_source": source, "output": output, "output_heads": output_heads,
             "output_classes": output_classes, "valid_pixels": n_valid, "positions": doy}
-
-
-def _write_styles(outs, amax, classes):
-    """QML styles of the outputs, staged with them in the output set ``outs``."""
-    from . import styles
-
-    styles.write_pseudocolor_qml(outs.style_path("OUTPUT"), 0.0, max(amax, 1e-3), ramp="magma")
-    if "OUTPUT_CLASSES" in outs and classes:
-        styles.write_class_qml(outs.style_path("OUTPUT_CLASSES"), classes)
 
 
 # ---------------------------------------------------------------------------------------------

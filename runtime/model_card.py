@@ -19,7 +19,9 @@ import math
 import os
 import re
 
+from . import styles
 from .errors import ModelError
+from .onnx_metadata import read_onnx_metadata
 
 CARD_KEY = "model_card"
 TASKS = ("segmentation", "spectral-cloud-mask", "temporal-attention")
@@ -31,112 +33,19 @@ STACKINGS = ("date-major", "band-major")
 OUTPUT_KINDS = ("logits", "probabilities", "sigmoid")
 NODATA_POLICIES = ("mask",)
 TILING_SCHEMES = ("edge", "padded")
+#: Per-tile normalisation applied by the tile loop after scale/offset/mean/std: ``none``, or
+#: ``tile-minmax`` (each band of each tile → ``(x − min) / (max − min + minmax_epsilon)`` over the
+#: tile's valid pixels, as SpectralGPT scales each image).
+NORMALIZATIONS = ("none", "tile-minmax")
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 #: Largest tile edge accepted from a card (pixels); bigger tiles would not fit in memory.
 MAX_TILE = 8192
 
-#: Default class colours (RGBA) when a card gives none: a qualitative palette.
-PALETTE = [(31, 119, 180, 255), (255, 127, 14, 255), (44, 160, 44, 255), (214, 39, 40, 255),
-           (148, 103, 189, 255), (140, 86, 75, 255), (227, 119, 194, 255), (127, 127, 127, 255),
-           (188, 189, 34, 255), (23, 190, 207, 255)]
+#: Default class colours (RGBA) when a card gives none: a qualitative palette (styles.PALETTE).
+PALETTE = styles.PALETTE
 
 _DEEPNESS_KEYS = ("class_names", "tile_size", "standardization_mean", "standardization_std",
                   "resolution", "tiles_overlap", "model_type", "seg_thresh", "seg_small_segment")
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading ONNX metadata without onnx or a session
-# ---------------------------------------------------------------------------------------------
-def _read_varint(f):
-    result, shift = 0, 0
-    while True:
-        b = f.read(1)
-        if not b:
-            raise EOFError
-        result |= (b[0] & 0x7F) << shift
-        if not b[0] & 0x80:
-            return result
-        shift += 7
-        if shift > 63:
-            raise ValueError("varint too long")
-
-
-def _parse_entry(data):
-    """Parse a StringStringEntryProto (key = field 1, value = field 2)."""
-    import io
-
-    key, value = "", ""
-    f = io.BytesIO(data)
-    end = len(data)
-    while f.tell() < end:
-        tag = _read_varint(f)
-        field, wire = tag >> 3, tag & 7
-        if wire == 2:
-            length = _read_varint(f)
-            chunk = f.read(length)
-            if len(chunk) != length:
-                raise EOFError
-            if field == 1:
-                key = chunk.decode("utf-8", "replace")
-            elif field == 2:
-                value = chunk.decode("utf-8", "replace")
-        elif wire == 0:
-            _read_varint(f)
-        else:
-            raise ValueError(f"unexpected wire type {wire} in metadata entry")
-    return key, value
-
-
-def read_onnx_metadata(path, parameter="MODEL"):
-    """``metadata_props`` of an ONNX file as a dict, read by walking the top-level protobuf fields
-    (the graph is skipped with a seek, so this is fast for large models and needs neither the
-    ``onnx`` package nor an inference session). A truncated or non-ONNX file raises ModelError."""
-    path = str(path)
-    if not os.path.isfile(path):  # FIFOs and devices would block or never end
-        raise ModelError(f"{path} is not a regular model file.", parameter)
-    try:
-        size = os.path.getsize(path)
-        f = open(path, "rb")
-    except OSError as exc:
-        raise ModelError(f"cannot read model file {path} ({exc.strerror or exc}).", parameter) from None
-    meta = {}
-    seen_graph = False
-    try:
-        with f:
-            while f.tell() < size:
-                tag = _read_varint(f)
-                field, wire = tag >> 3, tag & 7
-                if field == 0:
-                    raise ValueError("field number 0")
-                if wire == 0:
-                    _read_varint(f)
-                elif wire == 1:
-                    f.seek(8, 1)
-                elif wire == 5:
-                    f.seek(4, 1)
-                elif wire == 2:
-                    length = _read_varint(f)
-                    if f.tell() + length > size:
-                        raise EOFError
-                    if field == 14:
-                        k, v = _parse_entry(f.read(length))
-                        meta[k] = v
-                    else:
-                        if field == 7:
-                            seen_graph = True
-                        f.seek(length, 1)
-                else:
-                    raise ValueError(f"unexpected wire type {wire}")
-            if f.tell() != size:
-                raise EOFError
-    except EOFError:
-        raise ModelError(f"{path} is truncated or corrupt (the ONNX protobuf ends early); "
-                         "download or export the model again.", parameter) from None
-    except ValueError as exc:
-        raise ModelError(f"{path} is not an ONNX model ({exc}).", parameter) from None
-    if not seen_graph:
-        raise ModelError(f"{path} is not an ONNX model (no graph found).", parameter)
-    return meta
 
 
 # ---------------------------------------------------------------------------------------------
@@ -352,20 +261,10 @@ def _validate_spectral(card, chk):
 
 
 def _color(value, where, chk, index):
-    if value is None:
-        return PALETTE[index % len(PALETTE)]
-    if isinstance(value, str):
-        m = re.fullmatch(r"#([0-9a-fA-F]{6})([0-9a-fA-F]{2})?", value)
-        if not m:
-            chk.fail(where, "must be '#rrggbb', '#rrggbbaa' or [r, g, b(, a)]")
-        hexs = m.group(1) + (m.group(2) or "ff")
-        return tuple(int(hexs[i:i + 2], 16) for i in range(0, 8, 2))
-    if isinstance(value, list) and len(value) in (3, 4):
-        rgba = [chk.number(v, f"{where}[{i}]", integer=True) for i, v in enumerate(value)]
-        if any(not 0 <= v <= 255 for v in rgba):
-            chk.fail(where, "components must be within 0-255")
-        return tuple(rgba + [255] * (4 - len(rgba)))
-    chk.fail(where, "must be '#rrggbb', '#rrggbbaa' or [r, g, b(, a)]")
+    try:
+        return styles.parse_color(value, index)
+    except ValueError as exc:
+        chk.fail(where, str(exc))
 
 
 def _validate_segmentation(card, chk):
@@ -422,6 +321,8 @@ def _validate_segmentation(card, chk):
     nodata = chk.string(inp, "nodata", "card.input", default="mask", choices=NODATA_POLICIES)
     fill = chk.number(inp.get("fill_value", 0.0), "card.input.fill_value")
     tensor_in = chk.string(inp, "tensor", "card.input")
+    normalization = chk.string(inp, "normalization", "card.input", default="none", choices=NORMALIZATIONS)
+    eps = chk.number(inp.get("minmax_epsilon", 1e-9), "card.input.minmax_epsilon", minimum=0)
 
     # output
     kind = chk.string(outp, "kind", "card.output", required=True, choices=OUTPUT_KINDS)
@@ -455,7 +356,8 @@ def _validate_segmentation(card, chk):
     return {
         "input": {"tile_size": tile, "frames": frames, "layout": layout, "stacking": stacking,
                   "bands": norm_bands, "scale": scale, "offset": offset, "mean": mean, "std": std,
-                  "nodata": nodata, "fill_value": fill, "tensor": tensor_in},
+                  "nodata": nodata, "fill_value": fill, "tensor": tensor_in,
+                  "normalization": normalization, "minmax_epsilon": eps},
         "output": {"kind": kind, "classes": norm_classes, "tensor": tensor_out},
         "tiling": {"overlap": overlap, "crop": crop, "scheme": scheme},
     }
@@ -470,6 +372,8 @@ def card_summary(card):
         inp = card["input"]
         parts.append("bands=" + ",".join(b["name"] for b in inp["bands"]))
         parts.append(f"tile={inp['tile_size'][0]}x{inp['tile_size'][1]}")
+        if inp.get("normalization", "none") != "none":
+            parts.append(f"normalization={inp['normalization']}")
         if inp["frames"] > 1:
             parts.append(f"frames={inp['frames']} ({inp['layout']}, {inp['stacking']})")
         parts.append("classes=" + ",".join(c["name"] for c in card["output"]["classes"]))

@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import band_matching, registry, tiling
+from . import band_matching, registry, styles, tile_norm, tiling
 from .errors import InputError, ModelError
 from .model import OnnxModel
 from .monitor import ensure
-from .raster_io import Grid, Window, gdal, open_raster, read_block
+from .raster_io import Grid, Window, open_raster, read_block
 
 CLASS_NODATA = 255
 FLOAT_NODATA = -9999.0
@@ -183,25 +183,6 @@ def open_inputs(inputs, card, bands=None, monitor=None):
     return datasets, band_lists, matches
 
 
-def _write_styles(outs, classes):
-    """QML styles of the class map and confidence, staged with them in the output set ``outs``."""
-    from . import styles
-
-    entries = [(c["value"], c["name"], tuple(c["color"])) for c in classes]
-    entries.append((CLASS_NODATA, "no data", (0, 0, 0, 0)))
-    styles.write_class_qml(outs.style_path("OUTPUT"), entries)
-    if "OUTPUT_CONFIDENCE" in outs:
-        styles.write_pseudocolor_qml(outs.style_path("OUTPUT_CONFIDENCE"), 0.0, 1.0)
-
-
-def _color_table(classes):
-    ct = gdal.ColorTable()
-    for c in classes:
-        ct.SetColorEntry(int(c["value"]), tuple(int(v) for v in c["color"]))
-    ct.SetColorEntry(CLASS_NODATA, (0, 0, 0, 0))
-    return ct
-
-
 def run_segmentation(inputs, model, outputs, bands=None, overlap=None, crop=None, batch_size=4,
                      device="auto", threads=None, monitor=None, extra_dirs=None, config=None):
     """Segment ``inputs`` (one raster path, or one per model date, in date order) with ``model``.
@@ -267,6 +248,10 @@ def run_segmentation(inputs, model, outputs, bands=None, overlap=None, crop=None
     std = np.asarray(inp["std"], np.float32)[:, None, None]
     values = np.array([c["value"] for c in classes], dtype=np.uint8)
     fill = np.float32(inp["fill_value"])
+    per_tile = inp.get("normalization", "none")
+    if per_tile != "none":
+        monitor.info(f"Input normalisation per {th}x{tw} tile: {per_tile} (each band of each window scaled by its "
+                     "own valid pixels, as the model card asks)")
 
     result = SegmentationResult(dict(outputs), entry.id, provider=runner.provider, band_matches=matches)
     counts = np.zeros(k, dtype=np.int64)
@@ -279,12 +264,8 @@ def run_segmentation(inputs, model, outputs, bands=None, overlap=None, crop=None
     with outs:
         w_cls = outs.create("OUTPUT", grid, 1, np.uint8, CLASS_NODATA)
         w_cls.set_band_descriptions(["class"])
-        w_cls.band(1).SetColorTable(_color_table(classes))
-        names = [""] * 256
-        for c in classes:
-            names[c["value"]] = c["name"]
-        names[CLASS_NODATA] = "no data"
-        w_cls.band(1).SetCategoryNames(names[: CLASS_NODATA + 1])
+        class_styles = styles.class_entries(classes, CLASS_NODATA)
+        styles.apply_classes(w_cls.band(1), class_styles)
         w_cls.set_metadata(meta)
         w_prob = w_conf = None
         if outputs.get("probabilities"):
@@ -310,6 +291,7 @@ def run_segmentation(inputs, model, outputs, bands=None, overlap=None, crop=None
             block[:, :, ~valid_block] = fill
             rows_x = block[:, :, ridx - lo]          # (F, C, tile_h, width): the tile rows incl. padding
             rows_valid = valid_block[y0 + r0 - lo:y0 + r1 - lo]  # raster rows inside the windows
+            rows_ok = valid_block[ridx - lo] if per_tile != "none" else None  # validity incl. padding rows
             del block
 
             pending = []
@@ -323,6 +305,9 @@ def run_segmentation(inputs, model, outputs, bands=None, overlap=None, crop=None
                 monitor.check()
                 cols = pending[b0:b0 + batch_size]
                 tiles = np.stack([rows_x[..., plan.col_index(x0)] for x0 in cols])
+                if rows_ok is not None:
+                    tiles = tile_norm.apply(per_tile, tiles, np.stack([rows_ok[:, plan.col_index(x0)] for x0 in cols]),
+                                            inp.get("minmax_epsilon", 1e-9), fill)
                 probs = runner.probabilities(tiles, monitor)
                 for p, x0 in zip(probs, cols):
                     c0, c1 = plan.inside(x0, tw, width)
@@ -362,7 +347,8 @@ def run_segmentation(inputs, model, outputs, bands=None, overlap=None, crop=None
         for writer in (w_cls, w_prob, w_conf):
             if writer is not None:
                 note_valid_pixels(writer, valid, warning)
-        _write_styles(outs, classes)
+        styles.write_styles(outs, {"OUTPUT": ("classes", class_styles),
+                                   "OUTPUT_CONFIDENCE": ("ramp", 0.0, 1.0, "viridis")})
 
     result.class_counts = {c["name"]: int(n) for c, n in zip(classes, counts)}
     result.valid_pixels = int(counts.sum())

@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
+from .dates import parse_utc  # noqa: F401 (one time-stamp parser; also solar.parse_utc)
 from .errors import InputError
 
 #: Shipped default spectrum: ASTM E-490-00a (see resources/solar/SOURCE.txt).
@@ -279,31 +280,3 @@ def solar_position(when, lat_deg, lon_deg):
     a = np.degrees(np.arccos(arg))
     az = np.where(ha > 0, np.mod(a + 180, 360), np.mod(540 - a, 360))
     return np.degrees(zen), az
-
-
-def parse_utc(text):
-    """Parse an ISO-8601-like acquisition time (``2022-08-27T09:16:26Z``, ``2022-08-27 09:16:26.5``,
-    ``2022-08-27``) into a naive UTC datetime; None when unparseable."""
-    if text is None:
-        return None
-    s = str(text).strip().strip("{}").strip().strip('"')
-    if not s:
-        return None
-    s = re.sub(r"\s*(Z|UTC|GMT)$", "", s, flags=re.I)
-    m = re.match(r"^(\d{4})-?(\d{2})-?(\d{2})(?:[T ](\d{1,2}):?(\d{2})(?::?(\d{2}(?:\.\d+)?))?)?\s*([+-]\d{2}:?\d{2})?$", s)
-    if not m:
-        return None
-    y, mo, d, hh, mm, ss, tz = m.groups()
-    try:
-        sec = float(ss or 0)
-        dt = datetime(int(y), int(mo), int(d), int(hh or 0), int(mm or 0), int(sec),
-                      int(round((sec - int(sec)) * 1e6)) % 1000000)
-    except ValueError:
-        return None
-    if tz:
-        sign = 1 if tz[0] == "+" else -1
-        tz = tz[1:].replace(":", "")
-        from datetime import timedelta
-
-        dt = dt - sign * timedelta(hours=int(tz[:2]), minutes=int(tz[2:]))
-    return dt

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import band_validity, onnx_backend
+from . import band_validity, onnx_backend, styles
 from .model import OnnxModel, dims
 from .config import cpu_cores, ensure_config
 from .errors import InputError, ModelError
@@ -58,6 +58,9 @@ RADIANCE_MIN_P99 = 1.5
 OBVIOUS_RADIANCE_P99 = 2.5
 
 MASK_CLEAR, MASK_CLOUD, MASK_NODATA = 0, 1, 255
+#: Classes of the cloud mask: (value, label, RGBA) for its colour table and style.
+MASK_CLASSES = [(MASK_CLEAR, "clear", (0, 0, 0, 0)), (MASK_CLOUD, "cloud", (255, 255, 255, 255)),
+                (MASK_NODATA, "no data", (0, 0, 0, 0))]
 FLOAT_NODATA = -9999.0
 #: Output keys accepted by :func:`run_spectf`.
 OUTPUT_KEYS = ("mask", "probability", "attention", "top_wavelength")
@@ -603,14 +606,7 @@ def _open_writers(outs, grid, outputs, used_wl, info, band_idx, spectf, threshol
     common = {"model": spectf.id, "threshold": f"{threshold:g}", "input_type": kind}
     if "mask" in outputs:
         w = outs.create(names["mask"], grid, 1, np.uint8, MASK_NODATA)
-        from osgeo import gdal
-
-        ct = gdal.ColorTable()
-        ct.SetColorEntry(MASK_CLEAR, (0, 0, 0, 0))
-        ct.SetColorEntry(MASK_CLOUD, (255, 255, 255, 255))
-        ct.SetColorEntry(MASK_NODATA, (0, 0, 0, 0))
-        w.band(1).SetColorTable(ct)
-        w.band(1).SetColorInterpretation(gdal.GCI_PaletteIndex)
+        styles.apply_classes(w.band(1), MASK_CLASSES, category_names=False)
         w.set_band_descriptions(["cloud mask (0 clear, 1 cloud, 255 no data)"])
         w.set_metadata(common)
         writers["mask"] = w
@@ -715,42 +711,19 @@ def _stream(ds, spectf, converter, band_idx, used_wl, outputs, threshold, batch_
                  f"({100 * result.cloud_fraction:.1f} %).")
 
 
+def _key_for(names, name):
+    return next((k for k, v in names.items() if v == name), None)
+
+
 def _write_styles(outs, outputs, names, result=None):
     """QML styles of the outputs, staged with them in ``outs`` (QGIS loads ``out.qml`` for ``out.tif``)."""
-    from . import styles
-
-    if "mask" in outputs:
-        styles.write_class_qml(outs.style_path(names["mask"]),
-                               [(MASK_CLEAR, "clear", (0, 0, 0, 0)), (MASK_CLOUD, "cloud", (255, 255, 255, 255)),
-                                (MASK_NODATA, "no data", (0, 0, 0, 0))])
-    if "probability" in outputs:
-        styles.write_pseudocolor_qml(outs.style_path(names["probability"]), 0.0, 1.0, ramp="greys")
-    if "attention" in outputs and result is not None:
+    lo, hi = (result.top_wavelength_range if result is not None and result.top_wavelength_range
+              else (400.0, 2500.0))
+    if hi - lo < 1.0:
+        lo, hi = lo - 5.0, hi + 5.0
+    spec = {names["mask"]: ("classes", MASK_CLASSES), names["probability"]: ("ramp", 0.0, 1.0, "greys"),
+            names["top_wavelength"]: ("ramp", lo, hi, "turbo")}
+    if result is not None:
         # uniform attention is 1/S per band: 0 … 2/S spans "less" to "twice as much as uniform"
-        styles.write_pseudocolor_qml(outs.style_path(names["attention"]), 0.0,
-                                     2.0 / max(1, len(result.wavelengths_nm)), ramp="magma")
-    if "top_wavelength" in outputs:
-        lo, hi = (result.top_wavelength_range if result is not None and result.top_wavelength_range
-                  else (400.0, 2500.0))
-        if hi - lo < 1.0:
-            lo, hi = lo - 5.0, hi + 5.0
-        styles.write_pseudocolor_qml(outs.style_path(names["top_wavelength"]), lo, hi, ramp="turbo")
-
-
-def predict_spectra(model, spectra, wavelengths_nm, batch_size=None, attention=False, device="auto"):
-    """Probabilities (and attention) for in-memory spectra (N, B) with wavelengths (B,) nm: the same
-    band dropping and batching as :func:`run_spectf`, without rasters. Returns
-    ``(probability (N,), attention (N, S) or None, used wavelengths (S,))``."""
-    spectf = SpectfModel.load(model, device=device)
-    wl = np.asarray(wavelengths_nm, dtype=np.float64)
-    keep = keep_bands(wl, spectf.drop_ranges_nm)
-    spectra = np.asarray(spectra, dtype=np.float32)[:, keep]
-    bs = int(batch_size or spectf.recommended_batch_size)
-    probs, atts = [], []
-    for start in range(0, spectra.shape[0], bs):
-        p, a = spectf.predict(spectra[start:start + bs], wl[keep].astype(np.float32), attention)
-        probs.append(p)
-        atts.append(a)
-    prob = np.concatenate(probs) if probs else np.empty(0, np.float32)
-    att = np.concatenate(atts) if attention and atts else None
-    return prob, att, wl[keep]
+        spec[names["attention"]] = ("ramp", 0.0, 2.0 / max(1, len(result.wavelengths_nm)), "magma")
+    styles.write_styles(outs, {name: s for name, s in spec.items() if _key_for(names, name) in outputs})

@@ -7,24 +7,17 @@ after a dialog run (``algorithms/output_styles.py``).
 - :func:`write_class_qml` — paletted (unique values) renderer for class rasters (masks, labels).
 - :func:`write_pseudocolor_qml` — single-band pseudocolour renderer with a colour ramp for
   continuous rasters (probabilities 0–1, attention, reflectance).
+- :func:`write_styles` — the one style writer of the tasks: every output's style, staged in its
+  output set; :func:`class_entries` / :func:`apply_classes` — the one class list and GDAL colour
+  table (with category names) built from a model card's classes; :func:`parse_color` — the one
+  colour parser (``#rrggbb``, ``#rrggbbaa``, ``[r, g, b(, a)]``).
 
 Colours are ``(r, g, b, a)`` tuples of integers 0–255; ``a = 0`` is fully transparent.
 """
 import math
 import os
+import re
 from xml.sax.saxutils import quoteattr
-
-#: Standard cloud-mask classes (value, label, RGBA) used by all cloud-mask outputs.
-CLEAR = 0
-CLOUD = 1
-SHADOW = 2
-NODATA = 255
-CLOUD_MASK_CLASSES = [
-    (CLEAR, "clear", (0, 0, 0, 0)),
-    (CLOUD, "cloud", (255, 255, 255, 255)),
-    (SHADOW, "cloud shadow", (64, 64, 64, 255)),
-    (NODATA, "no data", (0, 0, 0, 0)),
-]
 
 #: Colour ramps (11 evenly spaced stops, from QGIS's default style) usable by name.
 RAMPS = {
@@ -70,6 +63,77 @@ _FOOTER = ('    <brightnesscontrast brightness="0" contrast="0" gamma="1"/>\n'
            "  </pipe>\n"
            "  <blendMode>0</blendMode>\n"
            "</qgis>\n")
+
+
+#: Colours of classes whose card gives none (matplotlib's tab10).
+PALETTE = [(31, 119, 180, 255), (255, 127, 14, 255), (44, 160, 44, 255), (214, 39, 40, 255),
+           (148, 103, 189, 255), (140, 86, 75, 255), (227, 119, 194, 255), (127, 127, 127, 255),
+           (188, 189, 34, 255), (23, 190, 207, 255)]
+
+_COLOR_FORMS = "must be '#rrggbb', '#rrggbbaa' or [r, g, b(, a)]"
+
+
+def parse_color(value, index=0):
+    """``(r, g, b, a)`` integers 0–255 from ``'#rrggbb'``, ``'#rrggbbaa'``, ``[r, g, b(, a)]`` or None
+    (colour ``index`` of :data:`PALETTE`). ValueError with what is expected otherwise."""
+    if value is None:
+        return PALETTE[index % len(PALETTE)]
+    if isinstance(value, str):
+        m = re.fullmatch(r"#([0-9a-fA-F]{6})([0-9a-fA-F]{2})?", value.strip())
+        if not m:
+            raise ValueError(_COLOR_FORMS)
+        hexs = m.group(1) + (m.group(2) or "ff")
+        return tuple(int(hexs[i:i + 2], 16) for i in range(0, 8, 2))
+    if isinstance(value, (list, tuple)) and len(value) in (3, 4):
+        if any(isinstance(v, bool) or not isinstance(v, (int, float)) or float(v) != int(v) for v in value):
+            raise ValueError("components must be integers")
+        rgba = [int(v) for v in value]
+        if any(not 0 <= v <= 255 for v in rgba):
+            raise ValueError("components must be within 0-255")
+        return tuple(rgba + [255] * (4 - len(rgba)))
+    raise ValueError(_COLOR_FORMS)
+
+
+def class_entries(classes, nodata=None):
+    """``[(value, label, (r, g, b, a))]`` for model-card classes (``{"value", "name", "color"}``; value
+    defaults to the position, colour to the palette), plus a transparent "no data" entry for ``nodata``."""
+    entries = []
+    for i, c in enumerate(classes):
+        value = int(c.get("value", i))
+        entries.append((value, str(c.get("name", f"class {i}")), parse_color(c.get("color"), i)))
+    if nodata is not None:
+        entries.append((int(nodata), "no data", (0, 0, 0, 0)))
+    return entries
+
+
+def apply_classes(band, entries, category_names=True):
+    """Give a GDAL byte band the colour table (and the category names) of ``entries`` (see :func:`class_entries`)."""
+    from osgeo import gdal
+
+    table = gdal.ColorTable()
+    names = [""] * (max(v for v, _, _ in entries) + 1)
+    for value, label, rgba in entries:
+        table.SetColorEntry(int(value), tuple(int(v) for v in rgba))
+        names[int(value)] = label
+    band.SetColorTable(table)
+    band.SetColorInterpretation(gdal.GCI_PaletteIndex)
+    if category_names:
+        band.SetCategoryNames(names)
+
+
+def write_styles(outs, styles):
+    """Write the ``.qml`` of each output of the output set ``outs`` that is present:
+    ``styles`` maps output names to ``("classes", entries)`` or ``("ramp", vmin, vmax, ramp_name)``."""
+    for name, (kind, *args) in styles.items():
+        if name not in outs:
+            continue
+        if kind == "classes":
+            write_class_qml(outs.style_path(name), args[0])
+        elif kind == "ramp":
+            vmin, vmax, ramp = args
+            write_pseudocolor_qml(outs.style_path(name), vmin, vmax, ramp=ramp)
+        else:
+            raise ValueError(f"unknown style kind {kind!r}")
 
 
 def qml_path_for(raster_path):
@@ -142,11 +206,6 @@ def write_class_qml(qml_path, classes, band=1, opacity=1.0):
 
     ``classes``: list of ``(value, label, (r, g, b, a))``; integer pixel values, 0–255 colours."""
     return _write(qml_path, class_qml(classes, band, opacity))
-
-
-def write_cloud_mask_qml(qml_path, band=1):
-    """Style for the standard cloud mask (clear and no data transparent, cloud white, shadow dark grey)."""
-    return write_class_qml(qml_path, CLOUD_MASK_CLASSES, band)
 
 
 def pseudocolor_qml(vmin, vmax, band=1, ramp="viridis", opacity=1.0, precision=None):

@@ -15,11 +15,12 @@ metadata (NOAA solar position at the georeferenced centre; the distance needs on
 algorithms); :func:`toa_reflectance` is the streaming raster-to-raster driver.
 """
 import os
-from datetime import datetime
+from datetime import datetime, timezone
 
 import numpy as np
 
 from . import band_validity, raster_io, solar
+from .dates import acquisition_time  # noqa: F401 (the one acquisition-time reader, also toa.acquisition_time)
 from .errors import InputError
 from .monitor import ensure
 from .spectral import read_spectral_info
@@ -48,9 +49,6 @@ OBS_BANDS = 11
 OBS_ZENITH_BAND = 5
 OBS_DISTANCE_BAND = 11
 
-_TIME_KEYS = ("start acquisition time", "start_acquisition_time", "acquisition time", "acquisition_time",
-              "acquisition start time", "acquisitiontime", "datetime_start", "start_time", "time_coverage_start",
-              "acquisition_date", "acquisitiondate", "sensing_time", "date_time")
 
 
 def _as_dataset(value, parameter):
@@ -104,19 +102,6 @@ def detect_radiance_units(ds):
         if factor is not None:
             return factor, f"{where} = '{str(text).strip()[:80]}'"
     return None, "no radiance units in the metadata"
-
-
-def acquisition_time(ds):
-    """Acquisition (start) time as a naive UTC datetime from ENVI / GDAL metadata, else None."""
-    sources = [ds.GetMetadata("ENVI") or {}, ds.GetMetadata() or {}, ds.GetMetadata("IMAGERY") or {}]
-    for md in sources:
-        lowered = {str(k).lower().replace("nc_global#", ""): v for k, v in md.items()}
-        for key in _TIME_KEYS:
-            if key in lowered:
-                dt = solar.parse_utc(lowered[key])
-                if dt is not None:
-                    return dt
-    return None
 
 
 def centre_lonlat(ds):
@@ -341,7 +326,7 @@ class ToaConverter:
                 monitor.warn(msg)
             monitor.info(msg)
             notes.append(msg)
-        if when is not None and when > datetime.utcnow():
+        if when is not None and when > datetime.now(timezone.utc).replace(tzinfo=None):  # naive UTC
             monitor.warn(f"the acquisition time {when:%Y-%m-%d} in the metadata lies in the future; check it "
                          "(solar position and distance were computed from it).")
 

@@ -30,6 +30,7 @@ step_toa() {  # EMIT Libya-4 radiance + derived OBS → out/toa_reflectance.tif
 import sys
 import numpy as np
 from osgeo import gdal
+gdal.UseExceptions()
 ds = gdal.Open(sys.argv[1])
 wl = np.array([float(ds.GetRasterBand(i + 1).GetMetadataItem("wavelength")) for i in range(ds.RasterCount)])
 nodata = ds.GetRasterBand(1).GetNoDataValue()
@@ -52,6 +53,7 @@ step_cloudmask() {  # EMIT radiance + OBS → SpecTf cloud mask (radiance conver
 import sys
 import numpy as np
 from osgeo import gdal
+gdal.UseExceptions()
 m = gdal.Open(sys.argv[1]).ReadAsArray()
 p = gdal.Open(sys.argv[2]).ReadAsArray()
 valid = m != 255
@@ -69,6 +71,7 @@ step_attention() {  # SpecTf band attention on the TOA reflectance of step_toa
 import sys
 import numpy as np
 from osgeo import gdal
+gdal.UseExceptions()
 ds = gdal.Open(sys.argv[1])
 a = ds.ReadAsArray()
 wl = np.array([float(ds.GetRasterBand(i + 1).GetMetadataItem("wavelength")) for i in range(ds.RasterCount)])
@@ -88,6 +91,7 @@ step_segment() {  # ukis-csmask 6-band L2A U-Net on a real labelled Sentinel-2 c
 import sys
 import numpy as np
 from osgeo import gdal
+gdal.UseExceptions()
 from spectral_transformers.runtime.spectral import write_spectral_metadata
 d = np.load(sys.argv[1])
 img = np.moveaxis(d["img"], -1, 0).astype(np.float32)
@@ -110,6 +114,7 @@ PY
 import sys
 import numpy as np
 from osgeo import gdal
+gdal.UseExceptions()
 pred = gdal.Open(sys.argv[1]).ReadAsArray()
 lab = gdal.Open(sys.argv[2]).ReadAsArray()
 def iou(a, b):

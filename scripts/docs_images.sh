@@ -18,6 +18,7 @@ echo "== Synthetic cloud over real Libya-4 TOA spectra (for the cloud-mask pictu
 import sys
 import numpy as np
 from osgeo import gdal
+gdal.UseExceptions()
 from spectral_transformers.runtime.spectral import read_spectral_info, write_spectral_metadata
 from spectral_transformers.training.spectf_samples import cloud_spectrum
 src = gdal.Open(sys.argv[1])

@@ -4,7 +4,7 @@
 The ZIP installs with QGIS ▸ Plugins ▸ Manage and Install Plugins ▸ Install from ZIP: one top
 folder ``spectral_transformers/`` holding only what QGIS runs:
 
-- shipped: ``__init__.py``, ``plugin.py``, ``metadata.txt``, ``LICENSE``, and the packages
+- shipped: ``__init__.py``, ``plugin.py``, ``qgis_compat.py``, ``metadata.txt``, ``LICENSE``, and the packages
   ``algorithms/``, ``processing_provider/``, ``runtime/``, ``gui/``, ``resources/``;
 - never shipped: ``tests/``, ``bench/``, ``training/`` (needs PyTorch, only used to build models
   outside QGIS), ``scripts/``, ``docs/``, model files (``models/``, ``*.onnx``), build outputs
@@ -28,7 +28,7 @@ import zipfile
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PLUGIN = "spectral_transformers"
 
-TOP_FILES = {"__init__.py", "plugin.py", "metadata.txt", "LICENSE", "LICENSE.txt", "LICENSE.md"}
+TOP_FILES = {"__init__.py", "plugin.py", "qgis_compat.py", "metadata.txt", "LICENSE", "LICENSE.txt", "LICENSE.md"}
 PACKAGES = ("algorithms", "processing_provider", "runtime", "gui", "resources")
 EXCLUDE = ("*/__pycache__/*", "*.pyc", "*.pyo", "*.onnx", "*.onnx.data", "*.pt", "*.pth", "*.partial*",
            "*/ext-libs/*", "*/.*")

@@ -38,7 +38,7 @@ def rgb(path, name, bands, limits=None):
     for setter, band in zip((renderer.setRedContrastEnhancement, renderer.setGreenContrastEnhancement,
                              renderer.setBlueContrastEnhancement), bands):
         ce = QgsContrastEnhancement(layer.dataProvider().dataType(band))
-        ce.setContrastEnhancementAlgorithm(QgsContrastEnhancement.StretchToMinimumMaximum)
+        ce.setContrastEnhancementAlgorithm(QgsContrastEnhancement.ContrastEnhancementAlgorithm.StretchToMinimumMaximum)
         lo, hi = limits or _percentiles(path, band)
         ce.setMinimumValue(lo)
         ce.setMaximumValue(hi)
@@ -51,6 +51,7 @@ def _percentiles(path, band, low=2, high=98):
     """2–98 % stretch limits of one band (nodata and NaN excluded)."""
     import numpy as np
     from osgeo import gdal
+    gdal.UseExceptions()
 
     ds = gdal.Open(path)
     b = ds.GetRasterBand(band)
@@ -79,6 +80,7 @@ def render(layers, png, width=480):
 
 def band_near(path, nm):
     from osgeo import gdal
+    gdal.UseExceptions()
 
     ds = gdal.Open(path)
     best, err = 1, 1e9

@@ -3,6 +3,8 @@
 - ``shared(*parts)``: path under ``../shared/data``; fails loudly in CI (``CI`` set) when the file is
   missing, skips with a clear reason elsewhere.
 - ``built_model(id)``: an ONNX file built into ``models/`` by ``make setup``.
+- ``require_torch()``: torch for the training tests; fails in CI unless ``make setup`` recorded that
+  this Python has no CPU torch wheel (then it skips with that reason).
 - ``qgis_process(...)``: run ``scripts/qgis_process`` as a subprocess (the way users script it).
 """
 import json
@@ -54,6 +56,25 @@ def shared(*parts):
 def built_model(model_id):
     """Path of a model built into the store by `make setup` (fails in CI when missing)."""
     return require(MODELS / f"{model_id}.onnx", f"built model {model_id} (run `make setup`)")
+
+
+def require_torch():
+    """``torch``, or a skip with the reason ``make setup`` recorded (no CPU torch wheel for this Python,
+    e.g. Python 3.13 on Debian 13); when torch is just missing, fail in CI and skip elsewhere."""
+    try:
+        import torch
+    except ImportError:
+        pass
+    else:
+        return torch
+    recorded = REPO / ".venv" / "torch-unavailable"
+    if recorded.exists():
+        pytest.skip(f"training tests: {recorded.read_text().strip()} (recorded by make setup)",
+                    allow_module_level=True)
+    msg = "torch is not installed although make setup installs it for this Python (run `make setup`)"
+    if in_ci():
+        pytest.fail(msg, pytrace=False)
+    pytest.skip(msg, allow_module_level=True)
 
 
 def qgis_process(*args, json_output=True, timeout=600, env=None):

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from support import built_model, qgis_process, shared
+from support import built_model, qgis_process, require_torch, shared
 
 from spectral_transformers.runtime.pipeline import write_array
 
-torch = pytest.importorskip("torch")
+torch = require_torch()
 torch.set_num_threads(1)
 from spectral_transformers.training import ltae  # noqa: E402
 

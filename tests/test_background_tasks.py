@@ -54,7 +54,7 @@ class TaskRun:
         self.results = None
         self.cancel_on_progress = cancel_on_progress
         # DirectConnection: runs in the worker thread right when the algorithm reports progress
-        self.feedback.progressChanged.connect(self._on_progress, Qt.DirectConnection)
+        self.feedback.progressChanged.connect(self._on_progress, Qt.ConnectionType.DirectConnection)
         self.task = QgsProcessingAlgRunnerTask(alg, params, self.context, self.feedback)
         self.task.executed.connect(self._on_executed)
 
@@ -72,10 +72,11 @@ class TaskRun:
         return self.ok is not None
 
     def running(self):
-        from qgis.core import QgsTask
         from qgis.PyQt import sip
 
-        return not self.done and not sip.isdeleted(self.task) and self.task.status() == QgsTask.Running
+        from spectral_transformers.qgis_compat import TASK_RUNNING
+
+        return not self.done and not sip.isdeleted(self.task) and self.task.status() == TASK_RUNNING
 
     @property
     def log(self):
@@ -157,12 +158,12 @@ def s2_raster(path, size):
 # tests
 # ---------------------------------------------------------------------------------------------
 def test_every_algorithm_may_run_in_a_background_task(processing_provider):
-    from qgis.core import QgsProcessingAlgorithm
+    from spectral_transformers.qgis_compat import ALGORITHM_FLAG_NO_THREADING
 
     algs = processing_provider.algorithms()
     assert len(algs) >= 5
     for alg in algs:
-        assert not alg.flags() & QgsProcessingAlgorithm.FlagNoThreading, alg.id()
+        assert not alg.flags() & ALGORITHM_FLAG_NO_THREADING, alg.id()
 
 
 def test_toa_and_cloudmask_at_once_match_direct_runs(processing_provider, tmp_path, monkeypatch):

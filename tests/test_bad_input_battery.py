@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from support import MODELS, in_ci, qgis_process, shared
+from support import MODELS, in_ci, qgis_process, require_torch, shared
 
 gdal.UseExceptions()
 pytestmark = pytest.mark.qgis_process
@@ -80,7 +80,7 @@ def _s2_raster(path, size, bands=3, nan=False):
 
 def _ltae_model(path):
     """An untrained (random-weight) tiny L-TAE exported to ONNX with its card: enough to check DATES."""
-    torch = pytest.importorskip("torch")
+    torch = require_torch()
     torch.set_num_threads(1)
     from spectral_transformers.training import ltae
 
@@ -392,8 +392,13 @@ def _prepare(case, inputs, registered, request, folder):
         if need == "no-gpu":
             if _gpu_usable():
                 return "a GPU is present: DEVICE=cuda is valid here", None
-        elif need == "ltae":
-            values["ltae"] = request.getfixturevalue("ltae_model")
+        elif need == "ltae":  # needs torch: only the L-TAE cases skip (or fail) without it
+            try:
+                values["ltae"] = request.getfixturevalue("ltae_model")
+            except pytest.skip.Exception as exc:
+                return str(exc), None
+            except pytest.fail.Exception as exc:
+                return f"FAIL: {exc}", None
         elif not (MODELS / f"{need}.onnx").exists():  # fails in CI, skips elsewhere (see support.require)
             return f"{'FAIL: ' if in_ci() else ''}built model {need} missing (run `make setup`)", None
     out = folder / "out"

@@ -104,7 +104,9 @@ def test_missing_no_is_remembered_and_later_sessions_only_notify(fresh, missing,
 
 def test_install_task_success_reports_runtime(qgis_app, qgis_iface, monkeypatch):
     pytest.importorskip("onnxruntime")
-    from qgis.core import Qgis, QgsSettings
+    from qgis.core import QgsSettings
+
+    from spectral_transformers.qgis_compat import MESSAGE_SUCCESS
 
     QgsSettings().setValue(dc.DECLINED_KEY, True)
     bar = qgis_iface.messageBar()
@@ -113,13 +115,13 @@ def test_install_task_success_reports_runtime(qgis_app, qgis_iface, monkeypatch)
                             [sys.executable, "-c", "print('Collecting onnxruntime'); print('Successfully installed')"])
     assert dc.wait_for(task)
     assert task.returncode == 0 and "Successfully installed" in task.output
-    (message,) = bar.get_messages(Qgis.Success)
+    (message,) = bar.get_messages(MESSAGE_SUCCESS)
     assert "Installed onnxruntime" in message and "ONNX Runtime" in message
     assert not QgsSettings().contains(dc.DECLINED_KEY)
 
 
 def test_install_task_failure_reports_command(qgis_app, qgis_iface):
-    from qgis.core import Qgis
+    from spectral_transformers.qgis_compat import MESSAGE_CRITICAL
 
     bar = qgis_iface.messageBar()
     bar.clear_messages()
@@ -127,7 +129,7 @@ def test_install_task_failure_reports_command(qgis_app, qgis_iface):
                             [sys.executable, "-c", "import sys; print('ERROR: no matching distribution'); sys.exit(1)"])
     assert dc.wait_for(task)
     assert task.returncode == 1
-    (message,) = bar.get_messages(Qgis.Critical)
+    (message,) = bar.get_messages(MESSAGE_CRITICAL)
     assert "failed (exit code 1)" in message
 
 

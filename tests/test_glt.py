@@ -81,8 +81,8 @@ def test_geolocation_consistent_with_lat_lon():
 
 
 def test_class_raster_output_hook_keeps_colours_and_style(tmp_path):
-    """orthorectify_output (for algorithms' ORTHORECTIFY option) on a uint8 class raster without nodata:
-    colour table, band name and .qml are kept; outside the swath gets 255."""
+    """orthorectify on a uint8 class raster without nodata: colour table, band name and .qml are kept;
+    outside the swath gets 255."""
     from osgeo import gdal
 
     path = shared(*OBS_NC)
@@ -99,7 +99,7 @@ def test_class_raster_output_hook_keeps_colours_and_style(tmp_path):
     ds = None
     with open(str(tmp_path / "classes.qml"), "w") as f:
         f.write("<qgis><!-- style --></qgis>\n")
-    out = glt.orthorectify_output(sensor, str(path))
+    out = glt.orthorectify(sensor, str(path), str(tmp_path / "classes_ortho.tif"))
     assert out == str(tmp_path / "classes_ortho.tif")
     assert os.path.exists(str(tmp_path / "classes_ortho.qml"))
     o = gdal.Open(out)

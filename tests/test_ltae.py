@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from support import shared
+from support import require_torch, shared
 
 from spectral_transformers.runtime import dates as dates_mod
 from spectral_transformers.runtime import ltae as rt
@@ -17,7 +17,7 @@ from spectral_transformers.runtime.monitor import RecordingMonitor
 from spectral_transformers.runtime.pipeline import write_array
 from spectral_transformers.runtime.raster_io import Grid
 
-torch = pytest.importorskip("torch")
+torch = require_torch()
 torch.set_num_threads(1)
 ort = pytest.importorskip("onnxruntime")
 from spectral_transformers.training import ltae  # noqa: E402

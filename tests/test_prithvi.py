@@ -6,10 +6,10 @@ import os
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("onnx")
+from support import qgis_process, require_torch, shared
 
-from support import qgis_process, shared  # noqa: E402
+torch = require_torch()
+pytest.importorskip("onnx")
 
 from spectral_transformers.runtime import model_card  # noqa: E402
 from spectral_transformers.runtime.errors import InputError  # noqa: E402

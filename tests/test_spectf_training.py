@@ -11,11 +11,11 @@ import sys
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+from support import REPO, require_torch, shared
+
+torch = require_torch()
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
-
-from support import REPO, shared  # noqa: E402
 
 from spectral_transformers.runtime.onnx_backend import load_session  # noqa: E402
 from spectral_transformers.training import metrics  # noqa: E402

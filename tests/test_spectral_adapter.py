@@ -3,10 +3,10 @@ ONNX with a card listing the tile's wavelengths, and run it through ``spectraltf
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("onnx")
+from support import require_torch, shared
 
-from support import shared  # noqa: E402
+torch = require_torch()
+pytest.importorskip("onnx")
 
 from spectral_transformers.runtime import model_card  # noqa: E402
 from spectral_transformers.runtime.raster_io import open_raster  # noqa: E402

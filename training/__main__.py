@@ -16,12 +16,14 @@ COMMANDS = {
     "ltae-export": ("ltae:main_export", "L-TAE checkpoint (.pt) → ONNX (logits + attention) with card"),
     "seg-train": ("seg_train:seg_train_main", "fine-tune a Prithvi-style ViT (or spectral adapter) on chips → ONNX"),
     "seg-export": ("seg_train:seg_export_main", "seg-train checkpoint (.pt) → ONNX with segmentation card"),
+    "import-spectralgpt": ("spectralgpt:main", "SpectralGPT segmentation checkpoint (.pth) → ONNX with card"),
+    "import-spectralearth": ("spectralearth:main", "SpectralEarth Lightning .ckpt + Hydra config → ONNX with card"),
 }
 
 
 def usage():
     lines = ["usage: python -m spectral_transformers.training <command> [args]", "", "commands:"]
-    lines += [f"  {name:<14} {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += [f"  {name:<20} {help_}" for name, (_, help_) in COMMANDS.items()]
     return "\n".join(lines)
 
 

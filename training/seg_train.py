@@ -16,9 +16,7 @@ ONNX Runtime output is checked against PyTorch after export.
 import argparse
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import asdict
 
@@ -26,7 +24,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from . import seg_data
+from . import onnx_export, seg_data
 from .prithvi import PRESETS, PrithviSegmenter, ViTConfig, load_prithvi_weights, preset
 from .spectral_adapter import HyperspectralSegmenter, tiny_hyperspectral_config
 
@@ -194,55 +192,11 @@ def export_onnx(model, path, card, external_data=None, opset=OPSET, atol=1e-4, l
     against PyTorch on a batch of 2 (max abs diff ≤ ``atol``, else RuntimeError). Weights go to
     ``<path>.data`` when ``external_data`` is True (default: when larger than ~1.5 GB).
     Returns the max abs difference."""
-    import onnxruntime as ort
-
     model.eval()
-    tile = int(card["input"]["tile_size"][0])
-    example = _example_input(model, tile)
-    wrapper = _Export(model).eval()
-    path = os.path.abspath(str(path))
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    nbytes = sum(p.numel() * p.element_size() for p in model.parameters())
-    if external_data is None:
-        external_data = nbytes > EXTERNAL_DATA_BYTES
-    batch = torch.export.Dim("batch", min=1, max=4096)
-    dyn = {"image": {0: batch}}
-    with torch.no_grad():
-        prog = torch.onnx.export(wrapper, (example,), None, dynamo=True, opset_version=opset,
-                                 input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                                 dynamic_shapes=dyn, optimize=True, verbose=False)
-    # Card and producer go on the IR model, so models > 2 GB never pass through a protobuf in memory.
-    prog.model.metadata_props["model_card"] = json.dumps(card)
-    prog.model.producer_name = "spectral_transformers.training.seg_train"
-    folder, base = os.path.dirname(path), os.path.basename(path)
-    for p in (path, path + ".data"):
-        if os.path.exists(p):
-            os.remove(p)
-    staging = tempfile.mkdtemp(prefix=".export-", dir=folder)   # same file names, renamed when complete
-    try:
-        prog.save(os.path.join(staging, base), external_data=bool(external_data))
-        for name in sorted(os.listdir(staging), key=lambda n: n == base):   # the .onnx last
-            os.replace(os.path.join(staging, name), os.path.join(folder, name))
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    with open(os.path.splitext(path)[0] + ".json", "w", encoding="utf-8") as f:
-        json.dump(card, f, indent=2)
-    # verify
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
-    with torch.no_grad():
-        ref = wrapper(example).numpy()
-    got = sess.run([OUTPUT_NAME], {INPUT_NAME: example.numpy()})[0]
-    diff = float(np.max(np.abs(ref - got)))
-    if log:
-        log(f"exported {path} ({nbytes / 1e6:.1f} MB of weights{', external data' if external_data else ''}); "
-            f"ONNX Runtime vs PyTorch max |diff| = {diff:.2e}")
-    if not diff <= atol:
-        for p in (path, path + ".data", os.path.splitext(path)[0] + ".json"):
-            if os.path.exists(p):
-                os.remove(p)
-        raise RuntimeError(f"ONNX Runtime output differs from PyTorch by {diff:.3g} (> {atol})")
+    example = _example_input(model, int(card["input"]["tile_size"][0]))
+    diff, _ = onnx_export.export_checked(_Export(model).eval(), example, path, card, external_data,
+                                         EXTERNAL_DATA_BYTES, opset, atol, "spectral_transformers.training.seg_train",
+                                         log, INPUT_NAME, OUTPUT_NAME)
     return diff
 
 
