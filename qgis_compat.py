@@ -44,6 +44,9 @@ FILE_BEHAVIOR_FOLDER = _pick((Qgis, "ProcessingFileParameterBehavior.Folder"),
 PARAMETER_FLAG_ADVANCED = _pick((Qgis, "ProcessingParameterFlag.Advanced"),
                                 (QgsProcessingParameterDefinition, "Flag.FlagAdvanced"),
                                 (QgsProcessingParameterDefinition, "FlagAdvanced"))
+PARAMETER_FLAG_OPTIONAL = _pick((Qgis, "ProcessingParameterFlag.Optional"),
+                                (QgsProcessingParameterDefinition, "Flag.FlagOptional"),
+                                (QgsProcessingParameterDefinition, "FlagOptional"))
 ALGORITHM_FLAG_NO_THREADING = _pick((Qgis, "ProcessingAlgorithmFlag.NoThreading"),
                                     (QgsProcessingAlgorithm, "Flag.FlagNoThreading"),
                                     (QgsProcessingAlgorithm, "FlagNoThreading"))

@@ -433,6 +433,11 @@ SEGMENT = Task(
               help="the model runs on fixed-size tiles that overlap by this many pixels (or this fraction of the "
                    "tile when below 1, e.g. 0.25); overlapping predictions are blended with smooth weights so "
                    "there are no seams. Empty: the model card's."),
+        Param("DATES", "Acquisition dates (models with temporal inputs)", "string", optional=True, advanced=True,
+              help="only for models whose card has temporal inputs (Prithvi-EO-2.0 <i>_tl</i> models imported with "
+                   "import-terratorch): comma-separated ISO dates, one per input raster, e.g. 2019-03-01, "
+                   "2019-04-02. Empty: read from the raster metadata (ACQUISITION_DATE, TIFFTAG_DATETIME, …) or the "
+                   "file names. Such models also get the raster centre in WGS 84 as their location."),
         Param("BATCH_SIZE", "Batch size (tiles per inference call)", "integer", default=4, minimum=1, advanced=True,
               help="lower it when memory is short."),
         _device(),

@@ -47,12 +47,13 @@ def cloudmask(config, monitor, input, mask, model, input_type="auto", observatio
 
 
 def segment(config, monitor, classes, model, input=None, series=(), bands=None, overlap=None, batch_size=4,
-            device="auto", probabilities=None, confidence=None):
+            device="auto", probabilities=None, confidence=None, dates=None):
     from . import segmentation
 
     result = segmentation.run_segmentation(
         _inputs(input, series), model, {"classes": classes, "probabilities": probabilities, "confidence": confidence},
-        bands=bands or None, overlap=overlap, batch_size=batch_size, device=device, monitor=monitor, config=config)
+        bands=bands or None, overlap=overlap, batch_size=batch_size, device=device, monitor=monitor,
+        dates=dates or None, config=config)
     return {"OUTPUT": classes, "OUTPUT_PROBABILITIES": probabilities, "OUTPUT_CONFIDENCE": confidence,
             "VALID_PIXELS": result.valid_pixels, "CLASS_COUNTS": json.dumps(result.class_counts),
             "PROVIDER": result.provider, "_result": result}
