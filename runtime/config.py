@@ -14,8 +14,10 @@ Variable                    Meaning                                             
 ``SPECTRALTF_COMPRESS``     GeoTIFF compression: ZSTD, DEFLATE, LZW or NONE           ZSTD
 ==========================  ========================================================  ===========
 
-Nothing here writes the environment; a malformed variable is ignored (the default applies), a
-malformed explicit value raises :class:`~.errors.InputError` naming the setting.
+Nothing here writes the environment; a malformed variable is ignored (the default applies) except
+``SPECTRALTF_DEVICE``, whose unknown values are refused like DEVICE (running on another device than
+asked is not a default); a malformed explicit value raises :class:`~.errors.InputError` naming the
+setting.
 """
 import os
 from dataclasses import dataclass, field, replace
@@ -110,7 +112,8 @@ class RuntimeConfig:
     @classmethod
     def from_environment(cls, environ=None, **overrides):
         """Defaults seeded from the ``SPECTRALTF_*`` variables of ``environ`` (default os.environ);
-        ``overrides`` (None = keep) win over them. Malformed variables are ignored."""
+        ``overrides`` (None = keep) win over them. Malformed variables are ignored, an unknown
+        ``SPECTRALTF_DEVICE`` raises :class:`~.errors.InputError` naming it."""
         env = os.environ if environ is None else environ
         values, sources = {}, []
         dirs = env.get(ENV_MODEL_DIR, "")
@@ -121,6 +124,9 @@ class RuntimeConfig:
         if device in DEVICES:
             values["device"] = device
             sources.append(ENV_DEVICE)
+        elif device:  # a typo (gpu, cuda0) must not silently run on another device
+            raise InputError(f"'{env.get(ENV_DEVICE)}' is not a device; expected one of {', '.join(DEVICES)} "
+                             f"(or unset {ENV_DEVICE}).", ENV_DEVICE)
         threads = env.get(ENV_THREADS, "").strip()
         if threads.isdigit():
             values["threads"] = int(threads)

@@ -313,6 +313,14 @@ def _earth_sun_distance(advanced=False):
                       "the {OBSERVATION} and the acquisition date.")
 
 
+def _scale(label="Value scale", what="reflectance or radiance"):
+    return Param("SCALE", label, "number", optional=True, minimum=0.0, advanced=True,
+                 help=f"factor turning the stored values into {what}, e.g. 0.0001 for reflectance stored as "
+                      "integers ×10000; it replaces the file's GDAL scale/offset. Empty: the file's own (EnMAP's "
+                      "0.0001 tag is honoured). The applied scale is logged; whole numbers that look like scaled "
+                      "reflectance without a scale are refused with this fix proposed.")
+
+
 _OBS_HELP = ("the matching 11-band EMIT / AVIRIS-NG OBS raster on the same grid: band 5 gives the per-pixel solar "
              "zenith (degrees), band 11 the Earth–Sun distance (its mean over valid pixels is used, as SpecTf does).")
 _SPECTRUM_FILTER = "Solar spectra (*.npy *.txt *.dat *.csv);;All files (*)"  # (*): model ids have no dot
@@ -331,6 +339,7 @@ TOA = Task(
               help="2-column .npy (nm, µW cm⁻² nm⁻¹) or a text table such as Kurucz or TSIS (units from the header "
                    "or the magnitude), or a model id / .onnx path: that model's own solar spectrum (the SpecTf "
                    "models carry SpecTf's irr.npy). Default: ASTM E-490-00a, shipped with the plugin."),
+        _scale("Radiance scale", "radiance"),
         Param("RADIANCE_UNITS", "Radiance units", "enum", options=tuple(RADIANCE_UNITS), default="auto",
               help="auto reads them from the metadata (EMIT's description) and otherwise assumes "
                    "µW cm⁻² nm⁻¹ sr⁻¹ (EMIT, AVIRIS-NG); choose explicitly for other sensors."),
@@ -371,6 +380,7 @@ CLOUDMASK = Task(
                    "radiance is converted as the reference implementation does), else ASTM E-490."),
         _solar_zenith(advanced=True),
         _earth_sun_distance(advanced=True),
+        _scale(),
         Param("MODEL", "Model", "model", default=DEFAULT_SPECTF_MODEL, model_tasks=(_SPECTF_MODEL_TASK,),
               help="a registered SpecTf model (see <i>List models</i>) or the path of a SpecTf .onnx file "
                    "(inputs spectra (N,S) and wavelengths (S))."),
@@ -475,6 +485,7 @@ ATTENTION = Task(
               help="for radiance input: " + _OBS_HELP),
         Param("IRRADIANCE", "SpecTf: solar irradiance spectrum", "file", optional=True, advanced=True,
               file_filter=_SPECTRUM_FILTER, help="for radiance input; default: the model's own, else ASTM E-490."),
+        _scale("SpecTf: value scale"),
         Param("INPUT_DATES", "L-TAE: further dates", "rasters", optional=True, advanced=True, arg="series",
               help="the rasters of the dates after the {INPUT}, in date order, each with the model's channels "
                    "(e.g. NDVI), all on its grid."),

@@ -200,6 +200,9 @@ def open_raster(path, parameter="INPUT"):
             raise InputError(f"cannot open {path} as a raster ({exc}).", parameter) from None
     if ds is None or ds.RasterCount == 0:
         raise InputError(f"{path} is not a raster with bands.", parameter)
+    from .completeness import check_complete  # a file shorter than its header: refused, never read as zeros
+
+    check_complete(ds, parameter)
     return ds
 
 
@@ -266,7 +269,7 @@ def read_window(ds, window, bands=None, dtype=np.float32):
     return out
 
 
-def scales_offsets(ds, bands=None):
+def scales_offsets_of(ds, bands=None):
     """Per-band (scale, offset) arrays for the 1-based ``bands`` (1 and 0 where unset)."""
     bands = list(bands) if bands is not None else list(range(1, ds.RasterCount + 1))
     scales = np.array([ds.GetRasterBand(int(b)).GetScale() or 1.0 for b in bands], dtype=np.float64)
@@ -274,19 +277,31 @@ def scales_offsets(ds, bands=None):
     return scales, offsets
 
 
-def read_block(ds, window, bands=None):
+def read_block(ds, window, bands=None, scales_offsets=None, per_band=False):
     """Read ``window`` of ``bands`` as float32 physical values and its validity mask.
 
-    Nodata is detected on the stored values (per band, plus NaN/Inf); GDAL scale/offset (e.g.
-    EnMAP's reflectance ×0.0001) is then applied. Returns ``(values (bands, rows, cols), valid
-    (rows, cols))``; invalid pixels hold NaN."""
+    Nodata is detected on the stored values (per band, plus NaN/Inf); the scale/offset is then
+    applied: ``scales_offsets`` = ``(scales, offsets)`` per band (e.g. from an explicit SCALE, see
+    :func:`.band_validity.value_scale`), else the file's GDAL scale/offset (EnMAP's ×0.0001).
+
+    Returns ``(values (bands, rows, cols), valid)``. By default ``valid`` is (rows, cols), True where
+    every band is valid, and invalid pixels hold NaN in every band. With ``per_band`` (upstream
+    SpecTf's toa.py convention), ``valid`` is (bands, rows, cols) and only the invalid band of a
+    pixel holds NaN."""
     bands = list(bands) if bands is not None else list(range(1, ds.RasterCount + 1))
     raw = read_window(ds, window, bands, dtype=np.float32)
     nodata = [ds.GetRasterBand(int(b)).GetNoDataValue() for b in bands]
-    valid = valid_mask(raw, nodata)
-    scales, offsets = scales_offsets(ds, bands)
+    band_valid = valid_mask(raw, nodata, per_band=True)
+    if scales_offsets is not None:
+        scales, offsets = (np.asarray(v, dtype=np.float64) for v in scales_offsets)
+    else:
+        scales, offsets = scales_offsets_of(ds, bands)
     if np.any(scales != 1.0) or np.any(offsets != 0.0):
         raw = raw * scales[:, None, None].astype(np.float32) + offsets[:, None, None].astype(np.float32)
+    if per_band:
+        raw[~band_valid] = np.nan
+        return raw, band_valid
+    valid = np.all(band_valid, axis=0)
     raw[:, ~valid] = np.nan
     return raw, valid
 
@@ -305,18 +320,18 @@ def release_read_cache(ds, window):
         ds.FlushCache()
 
 
-def valid_mask(block, nodata=None):
-    """Pixels (rows, cols) where every band is finite and differs from its nodata value.
+def valid_mask(block, nodata=None, per_band=False):
+    """Pixels (rows, cols) where every band is finite and differs from its nodata value; with
+    ``per_band`` the (bands, rows, cols) validity of each band.
 
     ``nodata`` is a scalar or one value per band (``None`` entries ignored)."""
-    valid = np.all(np.isfinite(block), axis=0)
-    if nodata is None:
-        return valid
-    values = nodata if isinstance(nodata, (list, tuple, np.ndarray)) else [nodata] * block.shape[0]
-    for i, nd in enumerate(values):
-        if nd is not None and np.isfinite(nd):
-            valid &= block[i] != nd
-    return valid
+    valid = np.isfinite(block)
+    if nodata is not None:
+        values = nodata if isinstance(nodata, (list, tuple, np.ndarray)) else [nodata] * block.shape[0]
+        for i, nd in enumerate(values):
+            if nd is not None and np.isfinite(nd):
+                valid[i] &= block[i] != nd
+    return valid if per_band else np.all(valid, axis=0)
 
 
 def copy_spectral_metadata(src_band, dst_band):

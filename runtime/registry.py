@@ -38,9 +38,23 @@ class ModelEntry:
     card: dict = field(default_factory=dict)
     origin: str = ""
     error: Optional[str] = None
+    #: other models with the same id that this one shadows (lower precedence), as "path (origin)"
+    shadowed: tuple = ()
 
     def as_dict(self):
-        return {"id": self.id, "path": self.path, "origin": self.origin, "error": self.error, "card": self.card}
+        out = {"id": self.id, "path": self.path, "origin": self.origin, "error": self.error, "card": self.card}
+        if self.shadowed:
+            out["shadowed"] = list(self.shadowed)
+        return out
+
+    @property
+    def duplicate_warning(self):
+        """A sentence naming both paths when another model has the same id, else None."""
+        if not self.shadowed:
+            return None
+        return (f"model id '{self.id}' is defined more than once: {self.path} ({self.origin}) is used; "
+                f"{'; '.join(self.shadowed)} {'is' if len(self.shadowed) == 1 else 'are'} ignored. Give each card "
+                "its own id (or remove the copy) to choose explicitly.")
 
 
 def set_user_dirs(dirs):
@@ -188,13 +202,26 @@ def list_models(extra_dirs=None, include_invalid=True, config=None):
         entries += _folder_models(d, f"user folder {d}")
     for adapter in PACKAGE_ADAPTERS:
         entries += adapter()
-    seen, out = set(), []
+    first, out = {}, []
     for e in entries:
-        if e.id in seen or (e.error and not include_invalid):
+        if e.id in first:  # reported with both paths (ModelEntry.duplicate_warning)
+            winner = first[e.id]
+            if os.path.realpath(winner.path) != os.path.realpath(e.path):
+                winner.shadowed = tuple(winner.shadowed) + (f"{e.path} ({e.origin})",)
             continue
-        seen.add(e.id)
+        if e.error and not include_invalid:
+            continue
+        first[e.id] = e
         out.append(e)
     return out
+
+
+def duplicate_warning(model_id, config=None):
+    """The duplicate-id sentence for a registered ``model_id`` (both paths), or None."""
+    for e in list_models(config=config):
+        if e.id == model_id:
+            return e.duplicate_warning
+    return None
 
 
 def _package_entry_for(path):

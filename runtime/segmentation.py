@@ -241,6 +241,11 @@ def run_segmentation(inputs, model, outputs, bands=None, overlap=None, crop=None
     inp, classes = card["input"], card["output"]["classes"]
     monitor.info(f"Model {entry.id} ({entry.origin}): {entry.path}")
     datasets, band_lists, matches = open_inputs(inputs, card, bands, monitor)
+    from .band_validity import check_model_input  # ×10000 integers against a [0, 1] model: refused
+
+    for p, ds, bl in zip(inputs if not isinstance(inputs, (str, os.PathLike)) else [inputs], datasets, band_lists):
+        check_model_input(ds, bl, inp["scale"], inp["offset"], inp["mean"], inp["std"], "INPUT",
+                          os.path.basename(str(p)))
     for ds in datasets:
         outs.add_input("INPUT", ds)
     grid = Grid.of(datasets[0])
@@ -370,6 +375,15 @@ def run_segmentation(inputs, model, outputs, bands=None, overlap=None, crop=None
                 acc[:, th - n:] = 0.0
                 wsum[th - n:] = 0.0
                 origin = stop
+        from .band_validity import note_valid_pixels  # a result without valid pixels: log and metadata
+
+        valid = int(counts.sum())
+        warning = None if valid else "the result has no valid pixel: every input pixel is nodata in some band"
+        if warning:
+            monitor.warn(warning + ".")
+        for writer in (w_cls, w_prob, w_conf):
+            if writer is not None:
+                note_valid_pixels(writer, valid, warning)
         styles.write_styles(outs, {"OUTPUT": ("classes", class_styles),
                                    "OUTPUT_CONFIDENCE": ("ramp", 0.0, 1.0, "viridis")})
 

@@ -2,7 +2,9 @@
 
 SpecTf takes every band as a token ``[reflectance, wavelength]``, so bands are matched by
 *wavelength*: the input's own band centres (nm) are used after removing the bands inside the model
-card's ``drop_ranges_nm`` (inclusive; EMIT keeps 268 of 285 bands). Other sensors (AVIRIS-NG, EnMAP,
+card's ``drop_ranges_nm`` (inclusive; EMIT keeps 268 of 285 bands), the bands the file flags bad
+(``bbl`` = 0) and the bands that are nodata in every sampled pixel (:mod:`.band_validity`, which also
+logs the applied value scale and refuses untagged scaled integers). Other sensors (AVIRIS-NG, EnMAP,
 PRISMA) run with their own wavelengths and a warning that the model was trained on EMIT.
 
 Pipeline (one pass, memory bounded by the block budget whatever the scene size)::
@@ -27,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import onnx_backend, styles
+from . import band_validity, onnx_backend, styles
 from .model import OnnxModel, dims
 from .config import cpu_cores, ensure_config
 from .errors import InputError, ModelError
@@ -82,6 +84,32 @@ def _card_from_file(path, session=None):
         return {}
 
 
+IMPORT_HINT = ("convert it once with: python -m spectral_transformers.training import-onnx {path} OUT.onnx "
+               "(float32, dynamic batch, the plugin's inputs), then give OUT.onnx as MODEL.")
+
+
+def _is_bfloat16(path):
+    """Whether the ONNX file at ``path`` holds bfloat16 tensors (onnx package if present, else a byte
+    scan of the graph's declared tensor types)."""
+    try:
+        import onnx
+
+        model = onnx.load(str(path), load_external_data=False)
+        bf16 = onnx.TensorProto.BFLOAT16
+        return any(t.data_type == bf16 for t in model.graph.initializer) or any(
+            vi.type.tensor_type.elem_type == bf16 for vi in list(model.graph.input) + list(model.graph.output))
+    except ImportError:
+        pass
+    except Exception:  # noqa: BLE001 - not a readable ONNX file: not bf16 as far as we can tell
+        return False
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(1 << 20)
+    except OSError:
+        return False
+    return b"\x08\x10\x12" in head  # elem_type: BFLOAT16 (16) in a TypeProto.Tensor
+
+
 class SpectfModel(OnnxModel):
     """A loaded, validated SpecTf ONNX model with its card (on the shared :class:`~.model.OnnxModel`).
 
@@ -92,7 +120,14 @@ class SpectfModel(OnnxModel):
     TASKS = (TASK,)
 
     def __init__(self, path, card=None, model_id=None, device="auto", threads=None, parameter="MODEL", config=None):
-        super().__init__(path, card, model_id, device, threads, parameter, config)
+        try:
+            super().__init__(path, card, model_id, device, threads, parameter, config)
+        except ModelError:
+            if _is_bfloat16(path):
+                raise ModelError(f"{path} is a bfloat16 ONNX model (such as the upstream SpecTf release), which ONNX "
+                                 f"Runtime cannot run on this machine; {IMPORT_HINT.format(path=path)}",
+                                 parameter) from None
+            raise
         self._probability_session = None
         self._pool, self._pool_workers = None, 0
         self._pool_lock = threading.Lock()
@@ -118,6 +153,13 @@ class SpectfModel(OnnxModel):
         expected = ("expected inputs spectra (N,S) float32 TOA reflectance and wavelengths (S) nm, "
                     "outputs probability (N) [, logits (N,2), attention (N,S)]")
         self.check_task("a SpecTf cloud model", expected)
+        ins = s.inputs
+        if "spectra" not in ins and len(ins) == 1 and len(dims(next(iter(ins.values())))) == 3 \
+                and dims(next(iter(ins.values())))[2] == 2:
+            name, arg = next(iter(ins.items()))
+            raise ModelError(f"{self.path} takes upstream SpecTf's tokens ({name} {dims(arg)} = [reflectance, "
+                             f"normalised wavelength]) instead of the plugin's spectra (N,S) and wavelengths (S); "
+                             f"{IMPORT_HINT.format(path=self.path)}", self.parameter)
         self.check_io({"spectra": 2, "wavelengths": 1}, {"probability": None}, "a SpecTf cloud model", expected)
         ins, outs = s.inputs, s.outputs
         band_dim = dims(ins["spectra"])[1]
@@ -243,7 +285,10 @@ def wavelength_mismatch(used_nm, trained_nm, tolerance=WAVELENGTH_TOLERANCE_NM):
     """Why ``used_nm`` differ from the training wavelengths (a sentence), or None when they match."""
     if trained_nm is None:
         return None
-    used_nm = np.asarray(used_nm, dtype=np.float64)
+    # SpecTf's tokens carry their own wavelength and it has no positional encoding: band order does not
+    # matter (a descending cube gives identical results), so centres are compared as sets
+    used_nm = np.sort(np.asarray(used_nm, dtype=np.float64))
+    trained_nm = np.sort(np.asarray(trained_nm, dtype=np.float64))
     if used_nm.size != trained_nm.size:
         return f"{used_nm.size} bands are used but the model was trained on {trained_nm.size}"
     diff = float(np.max(np.abs(used_nm - trained_nm)))
@@ -285,18 +330,34 @@ def _metadata_hint(ds):
     return None
 
 
-def decide_input_type(ds, requested, bands, monitor=None):
+def decide_input_type(ds, requested, bands, monitor=None, sample=None, explicit_scale=False, tagged_scale=None,
+                      parameter="INPUT"):
     """Resolve ``requested`` (auto/radiance/reflectance) for ``ds``; logs the decision.
 
     Auto: the sampled value range decides (99th percentile > 1.5 → radiance), metadata (e.g. the
     ENVI description "Radiance ...") only when there are no valid values. Reflectance requested for
-    data that are obviously radiance raises :class:`InputError`; doubtful cases warn."""
+    data that are obviously radiance raises :class:`InputError`; doubtful cases warn.
+
+    ``sample``: a :class:`.band_validity.Sample` of the used bands (else ``bands`` are sampled).
+    Whole numbers that look like reflectance ×10000 (×1000, ×100) without a scale tag or an
+    explicit scale are refused unless radiance is requested (the radiance ceiling judges those)."""
     monitor = ensure(monitor)
     requested = (requested or "auto").lower()
     if requested not in INPUT_TYPES:
         raise InputError(f"'{requested}' is not a valid input type; expected one of {', '.join(INPUT_TYPES)}.",
                          "INPUT_TYPE")
-    values = sample_values(ds, bands)
+    if sample is not None:
+        values = sample.physical[np.isfinite(sample.physical)]
+    else:
+        values = sample_values(ds, bands)
+    if tagged_scale is None:
+        tagged_scale = any((ds.GetRasterBand(int(b)).GetScale() or 1.0) != 1.0 for b in (bands or [1]))
+    if requested != "radiance" and not explicit_scale and not tagged_scale and values.size:
+        factor = band_validity.stored_integer_scale(band_validity.Sample(values[None], values[None]))
+        if factor is not None:
+            raise InputError(band_validity.scaled_integers_message(
+                factor, float(np.percentile(values, 99)),
+                "radiance" if requested == "auto" else "reflectance (0–~1.2)"), parameter)
     p99 = float(np.percentile(values, 99)) if values.size else None
     hint = _metadata_hint(ds)
     stats = f"99th percentile of sampled values {p99:.3g}" if p99 is not None else "no valid values sampled"
@@ -305,7 +366,7 @@ def decide_input_type(ds, requested, bands, monitor=None):
             raise InputError(
                 f"the input holds values up to {p99:.3g} ({stats}), far above TOA reflectance (0–~1.2): it looks "
                 "like radiance. Use INPUT_TYPE=radiance with the OBSERVATION file (or SOLAR_ZENITH) so it is "
-                "converted to TOA reflectance, or give a reflectance raster.", "INPUT")
+                "converted to TOA reflectance, or give a reflectance raster.", parameter)
         if (p99 is not None and p99 > RADIANCE_MIN_P99) or hint == "radiance":
             monitor.warn(f"INPUT_TYPE=reflectance, but the input looks like radiance ({stats}; metadata: "
                          f"{hint or 'no hint'}); results are only meaningful for TOA reflectance.")
@@ -328,13 +389,14 @@ def decide_input_type(ds, requested, bands, monitor=None):
     return decided
 
 
-def _toa_converter(ds, bands, observation, irradiance, solar_zenith, earth_sun_distance, monitor, names):
+def _toa_converter(ds, bands, observation, irradiance, solar_zenith, earth_sun_distance, monitor, names, scale=None):
     """A :class:`~.toa.ToaConverter` for the 1-based radiance ``bands`` of ``ds``."""
     from .toa import ToaConverter
 
     return ToaConverter.create(ds, observation_ds=observation, irradiance=irradiance, solar_zenith=solar_zenith,
                                earth_sun_distance=earth_sun_distance, monitor=monitor, bands=bands,
-                               parameters={"INPUT": names["input"], "OBSERVATION": names["observation"]})
+                               parameters={"INPUT": names["input"], "OBSERVATION": names["observation"],
+                                           "SCALE": names["scale"]}, scale=scale)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -380,7 +442,7 @@ class _WarnTap:
 #: Processing parameter names used in error messages (override with ``run_spectf(parameters=...)``).
 DEFAULT_PARAMETER_NAMES = {
     "input": "INPUT", "model": "MODEL", "threshold": "THRESHOLD", "batch_size": "BATCH_SIZE", "device": "DEVICE",
-    "observation": "OBSERVATION", "mask": "OUTPUT", "probability": "OUTPUT_PROBABILITY",
+    "observation": "OBSERVATION", "scale": "SCALE", "mask": "OUTPUT", "probability": "OUTPUT_PROBABILITY",
     "attention": "OUTPUT_ATTENTION", "top_wavelength": "OUTPUT_TOP_WAVELENGTH",
 }
 
@@ -397,7 +459,7 @@ def _check_outputs(outputs):
 
 def run_spectf(input_ds, model=DEFAULT_MODEL, outputs=None, input_type="auto", observation=None,
                irradiance=None, solar_zenith=None, earth_sun_distance=None, threshold=None, device="auto",
-               batch_size=None, monitor=None, block_bytes=None, parameters=None, config=None):
+               batch_size=None, monitor=None, block_bytes=None, parameters=None, config=None, scale=None):
     """Run SpecTf over a raster, streaming blocks; write the requested outputs.
 
     Parameters
@@ -418,6 +480,15 @@ def run_spectf(input_ds, model=DEFAULT_MODEL, outputs=None, input_type="auto", o
     parameters : optional mapping from argument / output keys to the Processing parameter names
         used in error messages (:data:`DEFAULT_PARAMETER_NAMES`, e.g. ``{"attention": "OUTPUT"}``).
     config : :class:`~.config.RuntimeConfig` (threads, device for auto, block budget, compression).
+    scale : factor turning stored values into physical ones (e.g. 0.0001 for reflectance ×10000),
+        replacing the file's GDAL scale/offset; default the file's. The applied scale is logged.
+
+    Band and pixel policy (:mod:`.band_validity`): bands in the card's drop ranges, flagged bad
+    (``bbl`` = 0) or nodata in every sampled pixel are not used; a pixel needs every used band
+    (SpecTf sees the whole spectrum), else it is nodata in the outputs. Reflectance stored as
+    integers without a scale tag, and radiance brighter than the Sun can make it, are refused
+    naming INPUT. A result without valid pixels is a warning (log and output metadata), an error
+    when pixels hold data but none in every used band.
 
     Returns a :class:`SpectfResult`.
     """
@@ -462,27 +533,37 @@ def run_spectf(input_ds, model=DEFAULT_MODEL, outputs=None, input_type="auto", o
     spectf = SpectfModel.load(model, device=device, threads=config.cpu_threads, parameter=names["model"],
                               config=config)
     monitor.info(f"Model: {spectf.id} ({spectf.path}).")
+    given = model.strip() if isinstance(model, str) else ""
+    if given and not (given.lower().endswith(".onnx") or "/" in given or os.sep in given or os.path.isfile(given)):
+        from .registry import duplicate_warning
+
+        duplicate = duplicate_warning(given, config)
+        if duplicate:
+            monitor.warn(duplicate)
     monitor.info(spectf.session.describe())
     if "attention" in outputs or "top_wavelength" in outputs:
         if not spectf.has_attention:
             raise ModelError(f"{spectf.path} has no 'attention' output; an attention output needs a SpecTf "
                              "export with outputs probability, logits and attention (N,S).", names["model"])
 
-    # -- bands ---------------------------------------------------------------------------------
+    # -- bands and value scale -----------------------------------------------------------------
     wl = np.asarray(info.wavelength_nm, dtype=np.float64)
-    keep = keep_bands(wl, spectf.drop_ranges_nm)
-    band_idx = np.nonzero(keep)[0]
-    if band_idx.size == 0:
-        raise InputError(f"no band lies outside the model's drop ranges {list(spectf.drop_ranges_nm)} nm "
-                         f"(input wavelengths {wl.min():.0f}–{wl.max():.0f} nm); expected a VSWIR "
-                         "spectrum (about 400–2500 nm).", names["input"])
+    all_bands = list(range(1, ds.RasterCount + 1))
+    scales, offsets, scale_source = band_validity.value_scale(ds, all_bands, scale, names["scale"])
+    band_validity.log_scale(monitor, scale_source)
+    drops = [list(r) for r in spectf.drop_ranges_nm]
+    choice = band_validity.choose_bands(ds, info, keep_bands(wl, spectf.drop_ranges_nm), (scales, offsets),
+                                        names["input"], monitor, model_reason=f"inside the model's drop ranges {drops} nm")
+    band_idx = choice.indices
     used_wl = wl[band_idx]
-    monitor.info(f"Bands: {band_idx.size} of {wl.size} used ({used_wl.min():.1f}–{used_wl.max():.1f} nm; "
-                 f"dropped {wl.size - band_idx.size} inside {[list(r) for r in spectf.drop_ranges_nm]} nm; "
-                 f"wavelengths from {info.source}).")
+    monitor.info(f"Wavelengths from {info.source}; a pixel needs every used band (else it is nodata).")
     if spectf.fixed_bands is not None and spectf.fixed_bands != band_idx.size:
         raise InputError(f"the model takes exactly {spectf.fixed_bands} bands but {band_idx.size} remain after "
                          "dropping; use a model with a dynamic band dimension or an EMIT-like input.", names["input"])
+    all_ok, any_ok = band_validity.usable_pixels(choice.sample)
+    if any_ok and not all_ok:
+        monitor.warn(f"none of the {any_ok} sampled pixels with data has every one of the {band_idx.size} used bands; "
+                     "the result may have no valid pixel.")
     mismatch = wavelength_mismatch(used_wl, spectf.trained_wavelengths_nm)
     if mismatch:
         trained_on = spectf.card.get("trained_on", "EMIT")
@@ -501,7 +582,9 @@ def run_spectf(input_ds, model=DEFAULT_MODEL, outputs=None, input_type="auto", o
     batch_size = int(batch_size) if batch_size else spectf.recommended_batch_size
 
     # -- input type and TOA conversion ---------------------------------------------------------
-    kind = decide_input_type(ds, input_type, (band_idx[:: max(1, band_idx.size // 12)] + 1).tolist(), monitor)
+    kind = decide_input_type(ds, input_type, None, monitor, sample=choice.sample, explicit_scale=scale is not None,
+                             tagged_scale=bool(np.any(scales[band_idx] != 1.0) or np.any(offsets[band_idx] != 0.0)),
+                             parameter=names["input"])
     converter = None
     if kind == "radiance":
         if irradiance is None and spectf.solar_irradiance_path:
@@ -509,13 +592,14 @@ def run_spectf(input_ds, model=DEFAULT_MODEL, outputs=None, input_type="auto", o
             monitor.info(f"Radiance is converted with the model's own solar spectrum ({os.path.basename(irradiance)}), "
                          "as its reference implementation does; set IRRADIANCE to use another.")
         converter = _toa_converter(ds, (band_idx + 1).tolist(), observation, irradiance, solar_zenith,
-                                   earth_sun_distance, monitor, names)
+                                   earth_sun_distance, monitor, names, scale)
 
     result = SpectfResult(outputs=dict(outputs), model_id=spectf.id, input_type=kind, threshold=threshold,
                           batch_size=batch_size, provider=spectf.session.active_provider,
                           wavelengths_nm=used_wl, band_indices=band_idx + 1)
     _stream(ds, spectf, converter, band_idx, used_wl, outputs, threshold, batch_size, monitor,
-            int(block_bytes or config.block_bytes), result, info, names, outs)
+            int(block_bytes or config.block_bytes), result, info, names, outs,
+            (scales[band_idx], offsets[band_idx]))
     result.warnings = tap.warnings
     return result
 
@@ -550,7 +634,7 @@ def _open_writers(outs, grid, outputs, used_wl, info, band_idx, spectf, threshol
 
 
 def _stream(ds, spectf, converter, band_idx, used_wl, outputs, threshold, batch_size, monitor, budget, result,
-            info, names, outs):
+            info, names, outs, scales_offsets=None):
     grid = Grid.of(ds)
     bands = (band_idx + 1).tolist()
     want_att = "attention" in outputs or "top_wavelength" in outputs
@@ -561,12 +645,17 @@ def _stream(ds, spectf, converter, band_idx, used_wl, outputs, threshold, batch_
     wl32 = used_wl.astype(np.float32)
     monitor.info(f"Streaming {len(windows)} block(s) of up to {windows[0].ysize if windows else 0} rows; "
                  f"batch size {batch_size}.")
+    some_data = 0
     with outs:
         writers = _open_writers(outs, grid, outputs, used_wl, info, band_idx, spectf, threshold,
                                 result.input_type, names)
         observation = converter.observation_ds if converter is not None else None
         for index, window in enumerate(stream(windows, monitor, release=(ds, observation))):
-            values, valid = read_block(ds, window, bands)  # used bands only, NaN at nodata
+            values, band_valid = read_block(ds, window, bands, scales_offsets, per_band=True)  # used bands only
+            some_data += int(np.any(band_valid, axis=0).sum())
+            valid = np.all(band_valid, axis=0)
+            del band_valid
+            values[:, ~valid] = np.nan
             if converter is not None:
                 values = converter.convert(window, values)
                 valid &= np.all(np.isfinite(values), axis=0)
@@ -610,6 +699,17 @@ def _stream(ds, spectf, converter, band_idx, used_wl, outputs, threshold, batch_
                     old = result.top_wavelength_range
                     result.top_wavelength_range = (lo, hi) if old is None else (min(old[0], lo), max(old[1], hi))
                 writers["top_wavelength"].write(window, block)
+        if result.valid_pixels == 0 and some_data:
+            raise InputError(f"no pixel has data in every one of the {band_idx.size} used bands" + (
+                " and a valid OBS zenith" if converter is not None and converter.observation_ds is not None else "")
+                + f" ({some_data} pixels have data in some): every pixel was lost to the band choice. Check the "
+                "bad-band list and nodata values of the input.", names["input"])
+        warning = None
+        if result.valid_pixels == 0:
+            warning = "the result has no valid pixel: every input pixel is nodata"
+            monitor.warn(warning + ".")
+        for writer in writers.values():
+            band_validity.note_valid_pixels(writer, result.valid_pixels, warning)
         _write_styles(outs, outputs, names, result)
     monitor.info(f"Valid pixels: {result.valid_pixels}; cloud: {result.cloud_pixels} "
                  f"({100 * result.cloud_fraction:.1f} %).")

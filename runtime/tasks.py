@@ -22,7 +22,7 @@ def _inputs(single, series, parameter="input"):
 
 
 def toareflectance(config, monitor, input, output, observation=None, irradiance=None, solar_zenith=None,
-                   earth_sun_distance=None, radiance_units="auto"):
+                   earth_sun_distance=None, radiance_units="auto", scale=None):
     import os
 
     from . import toa
@@ -34,21 +34,21 @@ def toareflectance(config, monitor, input, output, observation=None, irradiance=
         irradiance = registry.solar_spectrum(irradiance, "irradiance")
     summary = toa.toa_reflectance(input, output, observation=observation, irradiance=irradiance,
                                   solar_zenith=solar_zenith, earth_sun_distance=earth_sun_distance,
-                                  radiance_units=radiance_units, monitor=monitor, config=config)
+                                  radiance_units=radiance_units, monitor=monitor, config=config, scale=scale)
     monitor.info(f"Wrote {summary['bands']} bands, {summary['valid_pixels']} valid pixels to {summary['output']}.")
     return {"OUTPUT": summary["output"], "_result": summary}
 
 
 def cloudmask(config, monitor, input, mask, model, input_type="auto", observation=None, irradiance=None,
               solar_zenith=None, earth_sun_distance=None, threshold=None, device="auto", batch_size=None,
-              probability=None):
+              probability=None, scale=None):
     from . import spectf
 
     result = spectf.run_spectf(
         input, model=model, outputs={"mask": mask, "probability": probability}, input_type=input_type,
         observation=observation, irradiance=irradiance, solar_zenith=solar_zenith,
         earth_sun_distance=earth_sun_distance, threshold=threshold, device=device, batch_size=batch_size,
-        monitor=monitor, config=config)
+        monitor=monitor, config=config, scale=scale)
     return {"OUTPUT": mask, "OUTPUT_PROBABILITY": probability, "CLOUD_FRACTION": result.cloud_fraction,
             "VALID_PIXELS": result.valid_pixels, "CLOUD_PIXELS": result.cloud_pixels, "_result": result}
 
@@ -68,7 +68,7 @@ def segment(config, monitor, classes, model, input=None, series=(), bands=None, 
 
 def attentionmaps(config, monitor, output, model, input=None, series=(), device="auto", batch_size=None,
                   input_type="auto", observation=None, irradiance=None, dates_text=None, top_wavelength=None,
-                  heads=None, classes=None):
+                  heads=None, classes=None, scale=None):
     from . import ltae
 
     paths = _inputs(input, series)
@@ -91,12 +91,12 @@ def attentionmaps(config, monitor, output, model, input=None, series=(), device=
         result = spectf.run_spectf(
             paths[0], model=path, outputs=outputs, input_type=input_type, observation=observation,
             irradiance=irradiance, device=device, batch_size=batch_size, monitor=monitor,
-            parameters={"attention": "OUTPUT"}, config=config)
+            parameters={"attention": "OUTPUT"}, config=config, scale=scale)
         if top_wavelength:
             results["OUTPUT_TOP_WAVELENGTH"] = top_wavelength
     else:
         for name, value in (("OBSERVATION", observation), ("IRRADIANCE", irradiance),
-                            ("OUTPUT_TOP_WAVELENGTH", top_wavelength)):
+                            ("OUTPUT_TOP_WAVELENGTH", top_wavelength), ("SCALE", scale)):
             if value not in (None, ""):
                 monitor.warn(f"{name} applies to SpecTf models only; ignored.")
         result = ltae.temporal_attention(paths, path, output, dates_text=dates_text, output_heads=heads,
@@ -128,6 +128,8 @@ def models(config, monitor, output_json=None):
 
     entries = registry.list_models(config=config)
     for e in entries:
+        if e.duplicate_warning:
+            monitor.warn(e.duplicate_warning)
         if e.error:
             monitor.warn(f"{e.id} ({e.origin}, {e.path}): unusable: {e.error}")
         else:

@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from . import raster_io, solar, styles
+from . import band_validity, raster_io, solar, styles
 from .dates import acquisition_time  # noqa: F401 (the one acquisition-time reader, also toa.acquisition_time)
 from .errors import InputError
 from .monitor import ensure
@@ -173,11 +173,12 @@ class ToaConverter:
         self._scale = (np.pi * self.radiance_factor * self.earth_sun_distance ** 2 / self.irradiance).astype(np.float32)
         self._checked_magnitude = False
         self.observation_parameter = "OBSERVATION"
+        self.scales_offsets = None  # (scales, offsets) of the converted bands; None = the file's
 
     # ------------------------------------------------------------------------------------------
     @classmethod
     def create(cls, radiance_ds, observation_ds=None, irradiance=None, solar_zenith=None, earth_sun_distance=None,
-               radiance_units="auto", monitor=None, bands=None, parameters=None):
+               radiance_units="auto", monitor=None, bands=None, parameters=None, scale=None):
         """Validate the inputs and prepare the conversion.
 
         ``radiance_ds`` / ``observation_ds``: GDAL datasets or paths. ``irradiance``: path of a solar
@@ -185,10 +186,14 @@ class ToaConverter:
         (degrees) and ``earth_sun_distance`` (AU) override the OBS / metadata. ``radiance_units``: one of
         :data:`RADIANCE_UNITS`. ``bands``: optional 1-based subset. ``parameters``: optional mapping of
         the Processing parameter names used in error messages (keys INPUT, OBSERVATION, IRRADIANCE,
-        SOLAR_ZENITH, EARTH_SUN_DISTANCE, RADIANCE_UNITS)."""
+        SOLAR_ZENITH, EARTH_SUN_DISTANCE, RADIANCE_UNITS, SCALE). ``scale``: explicit factor replacing
+        the file's GDAL scale/offset (:func:`.band_validity.value_scale`).
+
+        Radiance brighter than the Sun can make it (1.5 × a white reflector at zenith 0, judged on a
+        decimated sample) is refused naming INPUT and the likely cause."""
         p = {"INPUT": "INPUT", "OBSERVATION": "OBSERVATION", "IRRADIANCE": "IRRADIANCE",
              "SOLAR_ZENITH": "SOLAR_ZENITH", "EARTH_SUN_DISTANCE": "EARTH_SUN_DISTANCE",
-             "RADIANCE_UNITS": "RADIANCE_UNITS"}
+             "RADIANCE_UNITS": "RADIANCE_UNITS", "SCALE": "SCALE"}
         p.update(parameters or {})
         monitor = ensure(monitor)
         notes = []
@@ -245,6 +250,15 @@ class ToaConverter:
         msg = f"Solar spectrum: {spectrum.source} ({spectrum.units_note})."
         monitor.info(msg)
         notes.append(msg)
+
+        # -- value scale and physical plausibility (a decimated sample) --------------------------
+        scales, offsets, scale_source = band_validity.value_scale(ds, bands, scale, p["SCALE"])
+        msg = f"Value scale: {scale_source}."
+        monitor.info(msg)
+        notes.append(msg)
+        sample = band_validity.sample_bands(ds, bands, scales, offsets)
+        band_validity.radiance_ceiling_check(sample.physical, e_band, wl, p["INPUT"], factor,
+                                             integer_hint=band_validity._integer_valued(sample.physical))
 
         # -- geometry -------------------------------------------------------------------------
         obs = _as_dataset(observation_ds, p["OBSERVATION"])
@@ -320,6 +334,7 @@ class ToaConverter:
                    observation_ds=obs if solar_zenith is None else None,
                    radiance_factor=factor, monitor=monitor, notes=notes)
         conv.observation_parameter = p["OBSERVATION"]
+        conv.scales_offsets = (scales, offsets)
         return conv
 
     # ------------------------------------------------------------------------------------------
@@ -367,10 +382,11 @@ def _scan_observation(obs, parameter, monitor, block_bytes=None):
     """Validate OBS band 5 (to-sun zenith) and return the mean of band 11 (Earth–Sun distance, AU) over
     valid pixels, streaming both bands block by block."""
     rows = raster_io.block_rows_for(obs.RasterXSize, 2, 4, block_bytes or raster_io.DEFAULT_BLOCK_BYTES)
-    total, count = 0.0, 0
+    total, count, zenith_count = 0.0, 0, 0
     for win in raster_io.iter_windows(obs.RasterXSize, obs.RasterYSize, rows):
         monitor.check()
         zen, zvalid = raster_io.read_block(obs, win, [OBS_ZENITH_BAND])
+        zenith_count += int(zvalid.sum())
         bad = zvalid & ((zen[0] < 0) | (zen[0] >= 90))
         if np.any(bad):
             r, c = np.argwhere(bad)[0]
@@ -380,6 +396,10 @@ def _scan_observation(obs, parameter, monitor, block_bytes=None):
         dist, dvalid = raster_io.read_block(obs, win, [OBS_DISTANCE_BAND])
         total += float(np.sum(dist[0][dvalid], dtype=np.float64))
         count += int(dvalid.sum())
+    if zenith_count == 0:
+        raise InputError(f"band {OBS_ZENITH_BAND} (to-sun zenith) of the observation raster is nodata in every pixel, "
+                         "so every result would be nodata; expected the OBS file of this scene (or give "
+                         "SOLAR_ZENITH instead).", parameter)
     if count == 0:
         raise InputError(f"band {OBS_DISTANCE_BAND} (Earth–Sun distance) of the observation raster has no valid "
                          "pixels.", parameter)
@@ -391,10 +411,15 @@ def _scan_observation(obs, parameter, monitor, block_bytes=None):
 
 
 def toa_reflectance(input_path, output_path, observation=None, irradiance=None, solar_zenith=None,
-                    earth_sun_distance=None, radiance_units="auto", monitor=None, block_bytes=None, config=None):
+                    earth_sun_distance=None, radiance_units="auto", monitor=None, block_bytes=None, config=None,
+                    scale=None):
     """Convert a radiance raster to a float32 TOA reflectance raster (same grid, nodata −9999,
     wavelength/fwhm/bbl preserved), streaming by blocks (``block_bytes``, default the config's
-    block budget). Returns a summary dict (``output``, ``bands``, ``earth_sun_distance``,
+    block budget).
+
+    Nodata is per band, as in upstream SpecTf's ``toa.py``: a band that is nodata in a pixel is
+    written as nodata there and the pixel's other bands keep their reflectance; a pixel whose OBS
+    zenith is nodata is nodata in every band. ``scale`` replaces the file's scale/offset. Returns a summary dict (``output``, ``bands``, ``earth_sun_distance``,
     ``solar_zenith``, ``valid_pixels``, ``notes``)."""
     from .config import ensure_config
     from .pipeline import OutputSet, stream, strips
@@ -411,11 +436,12 @@ def toa_reflectance(input_path, output_path, observation=None, irradiance=None, 
     if isinstance(irradiance, (str, os.PathLike)):
         outs.add_input("IRRADIANCE", str(irradiance))
     output_path = outs.add_output("OUTPUT", output_path)
-    conv = ToaConverter.create(ds, observation, irradiance, solar_zenith, earth_sun_distance, radiance_units, monitor)
+    conv = ToaConverter.create(ds, observation, irradiance, solar_zenith, earth_sun_distance, radiance_units, monitor,
+                               scale=scale)
     grid = raster_io.Grid.of(ds)
     nb = len(conv.bands)
     budget = block_bytes or config.block_bytes
-    valid_pixels = 0
+    valid_pixels = partial_pixels = 0
     with outs:
         writer = outs.create("OUTPUT", grid, nb, np.float32, NODATA,
                              tile=raster_io.tile_size_for(grid.width, nb, 4, budget))
@@ -428,14 +454,27 @@ def toa_reflectance(input_path, output_path, observation=None, irradiance=None, 
         })
         windows = strips(grid.width, grid.height, nb + 2, budget, align=writer.tile)
         for win in stream(windows, monitor, release=(ds, conv.observation_ds)):
-            rad, valid = raster_io.read_block(ds, win, conv.bands)
+            rad, valid = raster_io.read_block(ds, win, conv.bands, conv.scales_offsets, per_band=True)
             rho = conv.convert(win, rad)
-            ok = valid & np.all(np.isfinite(rho), axis=0)
-            rho[:, ~ok] = NODATA
-            valid_pixels += int(ok.sum())
+            ok = np.isfinite(rho)  # per band: nodata radiance or OBS zenith → NaN
+            rho[~ok] = NODATA
+            some, every = np.any(ok, axis=0), np.all(ok, axis=0)
+            valid_pixels += int(some.sum())
+            partial_pixels += int((some & ~every).sum())
             writer.write(win, rho)
+        if partial_pixels:
+            monitor.info(f"{partial_pixels} pixel(s) have nodata in some bands: only those bands are nodata there "
+                         "(per-band nodata, as upstream SpecTf's toa.py).")
+        if valid_pixels == 0:
+            msg = "the result has no valid pixel: every input pixel is nodata"
+            monitor.warn(msg + ".")
+            band_validity.note_valid_pixels(writer, 0, msg)
+        else:
+            band_validity.note_valid_pixels(writer, valid_pixels)
         writer.close()  # complete on disk, so the style's stretch can read it; committed with it below
-        with raster_io.read_only():
-            styles.write_true_color_qml(outs.style_path("OUTPUT"), writer.path, conv.wavelength_nm)
+        if valid_pixels:
+            with raster_io.read_only():
+                styles.write_true_color_qml(outs.style_path("OUTPUT"), writer.path, conv.wavelength_nm)
     return {"output": output_path, "bands": nb, "earth_sun_distance": conv.earth_sun_distance,
-            "solar_zenith": conv.solar_zenith, "valid_pixels": valid_pixels, "notes": conv.notes}
+            "solar_zenith": conv.solar_zenith, "valid_pixels": valid_pixels, "partial_pixels": partial_pixels,
+            "notes": conv.notes}

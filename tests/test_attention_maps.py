@@ -53,12 +53,15 @@ def _feedback():
     return fb
 
 
-def _spectf_reference(spectra, wavelengths):
-    """SpecTf PyTorch module's own attention weights: mean over heads and query positions."""
+def _spectf_reference(spectra, wavelengths, bbl=None):
+    """SpecTf PyTorch module's own attention weights: mean over heads and query positions, on the bands
+    outside SpecTf's drop ranges that the file does not flag bad (``bbl`` = 0, e.g. EMIT L2A's)."""
     from spectral_transformers.training import spectf as tspectf
 
     model = tspectf.load_weights(shared("spectf", "spectf_cloud_v0.1.0_weights.pt"))
     keep = tspectf.keep_bands(wavelengths)
+    if bbl is not None:
+        keep &= np.asarray(bbl) != 0
     with torch.no_grad():
         tokens = tspectf.SpecTf.tokens(spectra[:, keep], wavelengths[keep])
         _, attentions = model(tokens, return_attention=True)
@@ -148,11 +151,12 @@ def test_spectf_mode_matches_pytorch_attention(processing_provider, tmp_path):
     assert fb.progress_values[-1] == pytest.approx(100.0)
     ds_in = gdal.Open(str(src))
     cube = ds_in.ReadAsArray().astype(np.float32)
-    wl = read_spectral_info(ds_in).wavelength_nm
+    info = read_spectral_info(ds_in)
+    wl = info.wavelength_nm
     spectra = cube.reshape(cube.shape[0], -1).T
-    ref, used = _spectf_reference(spectra, wl)
+    ref, used = _spectf_reference(spectra, wl, info.bbl)
     ds = gdal.Open(out)
-    assert ds.RasterCount == len(used) == 268
+    assert ds.RasterCount == len(used) == 227  # 268 outside the drop ranges, 41 of them flagged bad
     assert float(ds.GetRasterBand(1).GetMetadataItem("wavelength")) == pytest.approx(used[0], abs=0.01)
     read_back = read_spectral_info(ds).wavelength_nm
     np.testing.assert_allclose(read_back, used, atol=0.01)  # written with 6 significant digits
@@ -184,6 +188,6 @@ def test_qgis_process_both_modes(ltae_model, tmp_path):
     rc, res, stdout, stderr = qgis_process("run", ALG, "--", f"INPUT={shared(*EMIT_RFL)}",
                                            f"MODEL={built_model('spectf-cloud-v0.1.0')}", f"OUTPUT={band}")
     assert rc == 0, stdout + stderr
-    assert gdal.Open(band).RasterCount == 268
+    assert gdal.Open(band).RasterCount == 227  # EMIT L2A: 268 outside the drop ranges − 41 flagged bad
     rc, _, stdout, stderr = qgis_process(*(args[:-2] + ["DATES=2016-01-01", f"OUTPUT={tmp_path / 'x.tif'}"]))
     assert rc != 0 and "DATES: 1 dates given" in stdout + stderr

@@ -127,7 +127,7 @@ def test_zip_installs_into_fresh_profile(built_zip, tmp_path):
     import spectral_transformers.algorithms as algorithms
 
     importlib.reload(algorithms)  # the list as in the source tree the ZIP was just built from
-    expected = {f"spectraltf:{cls.NAME}" for cls in algorithms.algorithm_classes()}
+    expected = {f"spectraltf:{cls().name()}" for cls in algorithms.algorithm_classes()}
     expected |= {f"spectraltf:{p.stem}" for p in (REPO / "resources" / "workflows").glob("*.model3")}
     assert set(provider["algorithms"]) == expected
     if importlib.util.find_spec("onnxruntime") is not None:

@@ -113,9 +113,10 @@ def test_runtime_config_from_environment_and_bounds():
                                           "SPECTRALTF_COMPRESS": "none", "SPECTRALTF_DEVICE": "CPU"})
     assert cfg.threads == 100000 and cfg.cpu_threads == cpu_cores()  # capped at the cores
     assert cfg.block_bytes == 8 * 1024 * 1024 and cfg.compression == "NONE" and cfg.device == "cpu"
-    junk = RuntimeConfig.from_environment({"SPECTRALTF_THREADS": "lots", "SPECTRALTF_BLOCK_MB": "-1",
-                                           "SPECTRALTF_DEVICE": "tpu"})
+    junk = RuntimeConfig.from_environment({"SPECTRALTF_THREADS": "lots", "SPECTRALTF_BLOCK_MB": "-1"})
     assert (junk.threads, junk.block_mb, junk.device) == (0, 64, "auto")  # malformed variables: defaults
+    with pytest.raises(Exception, match="SPECTRALTF_DEVICE: 'tpu' is not a device"):  # … except the device
+        RuntimeConfig.from_environment({"SPECTRALTF_DEVICE": "tpu"})
     assert RuntimeConfig.from_environment({"SPECTRALTF_THREADS": "3"}, threads=1).threads == 1
     with pytest.raises(Exception, match="DEVICE: 'tpu' is not a device"):
         RuntimeConfig(device="tpu")

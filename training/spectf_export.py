@@ -165,14 +165,18 @@ def export_weights(weights_path, path, card):
     return export_module(load_weights(weights_path), path, card)
 
 
-def import_upstream_onnx(src, dst, card):
+def import_upstream_onnx(src, dst, card, tokens_only=False):
     """Convert the upstream bfloat16, fixed-batch SpecTf ONNX (input (4096, S, 2) tokens, output
-    (4096, 2) logits) into float32 with a dynamic batch and the card embedded.
+    (4096, 2) logits) into a float32 plugin model with a dynamic batch and the card embedded.
 
-    Only the numeric type and the batch dimension change: bf16 initializers/constants become
-    float32, Cast-to-bf16 nodes cast to float32, and Reshape shape constants that hard-code the
-    batch (4096 or 4096·heads) get 0/-1 placeholders. Inputs/outputs keep upstream's layout
-    (``tokens`` → ``logits``), so it is a reference, not a drop-in plugin model."""
+    The numeric type and the batch dimension change: bf16 initializers/constants become float32,
+    Cast-to-bf16 nodes cast to float32, and Reshape shape constants that hard-code the batch (4096
+    or 4096·heads) get -1. The result then gets the plugin's own signature, so it runs as ``MODEL``
+    of the cloud mask: inputs ``spectra`` (N, S) TOA reflectance and ``wavelengths`` (S,) nm, built
+    into upstream's tokens ``[reflectance, (λ − offset)/scale]`` inside the graph (offset/scale from
+    the card: 1440 and 600 nm), outputs ``probability`` (N,) = softmax(logits)[:, 1] and ``logits``.
+    There is no ``attention`` output (upstream's graph does not compute it). ``tokens_only`` keeps
+    upstream's layout (``tokens`` → ``logits``), a reference for comparisons."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -230,15 +234,56 @@ def import_upstream_onnx(src, dst, card):
     del graph.value_info[:]
     _rename(graph, graph.input[0].name, "tokens")
     _rename(graph, graph.output[0].name, "logits")
+    card = copy.deepcopy(card)
+    card["import"] = {"from": os.path.basename(str(src)), "original_dtype": "bfloat16", "original_batch": batch}
+    if tokens_only:
+        card["import"].update(inputs={"tokens": "float32 (N, S, 2)"}, outputs={"logits": "(N, 2)"})
+        card.pop("inputs", None)
+        card.pop("outputs", None)
+    else:
+        _plugin_signature(graph, float(card.get("wavelength_offset_nm", WAVELENGTH_OFFSET_NM)),
+                          float(card.get("wavelength_scale_nm", WAVELENGTH_SCALE_NM)))
+        card["outputs"] = {"probability": "(N,) cloud probability", "logits": "(N, 2) [clear, cloud]"}
     model.producer_name = "spectral_transformers.training (imported upstream bf16 ONNX)"
     onnx.checker.check_model(model)
-    card = copy.deepcopy(card)
-    card["import"] = {"from": os.path.basename(str(src)), "original_dtype": "bfloat16",
-                      "original_batch": batch, "inputs": {"tokens": "float32 (N, S, 2)"},
-                      "outputs": {"logits": "(N, 2)"}}
-    card.pop("inputs", None)
-    card.pop("outputs", None)
     return save_with_card(model, dst, card)
+
+
+def _plugin_signature(graph, offset_nm, scale_nm):
+    """Put the plugin's inputs (spectra (N,S), wavelengths (S,)) in front of a ``tokens`` (N,S,2) graph
+    and add ``probability`` (N,) = softmax(logits)[:, 1]."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    tokens_in = [vi for vi in graph.input if vi.name == "tokens"][0]
+    bands = tokens_in.type.tensor_type.shape.dim[1]
+    s_dim = bands.dim_value if bands.HasField("dim_value") else "S"
+    graph.input.remove(tokens_in)
+    graph.input.extend([helper.make_tensor_value_info("spectra", TensorProto.FLOAT, ["N", s_dim]),
+                        helper.make_tensor_value_info("wavelengths", TensorProto.FLOAT, [s_dim])])
+    consts = {"_wl_offset": np.array(offset_nm, np.float32), "_wl_scale": np.array(scale_nm, np.float32),
+              "_axes_last": np.array([-1], np.int64), "_axes_first": np.array([0], np.int64),
+              "_cloud_index": np.array(1, np.int64)}
+    graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in consts.items())
+    pre = [
+        helper.make_node("Sub", ["wavelengths", "_wl_offset"], ["_wl_shift"]),
+        helper.make_node("Div", ["_wl_shift", "_wl_scale"], ["_wl_norm"]),
+        helper.make_node("Unsqueeze", ["_wl_norm", "_axes_first"], ["_wl_row"]),
+        helper.make_node("Shape", ["spectra"], ["_spectra_shape"]),
+        helper.make_node("Expand", ["_wl_row", "_spectra_shape"], ["_wl_grid"]),
+        helper.make_node("Unsqueeze", ["spectra", "_axes_last"], ["_tok_rfl"]),
+        helper.make_node("Unsqueeze", ["_wl_grid", "_axes_last"], ["_tok_wl"]),
+        helper.make_node("Concat", ["_tok_rfl", "_tok_wl"], ["tokens"], axis=-1),
+    ]
+    post = [
+        helper.make_node("Softmax", ["logits"], ["_softmax"], axis=-1),
+        helper.make_node("Gather", ["_softmax", "_cloud_index"], ["probability"], axis=1),
+    ]
+    nodes = pre + list(graph.node) + post
+    del graph.node[:]
+    graph.node.extend(nodes)
+    logits = [vi for vi in graph.output if vi.name == "logits"][0]
+    graph.output.remove(logits)
+    graph.output.extend([helper.make_tensor_value_info("probability", TensorProto.FLOAT, ["N"]), logits])
 
 
 def _rename(graph, old, new):
@@ -279,10 +324,13 @@ def main_import(argv=None):
     p.add_argument("output")
     p.add_argument("--version", default="0.1.0")
     p.add_argument("--emit-header", default=None)
+    p.add_argument("--tokens", action="store_true",
+                   help="keep upstream's tokens (N,S,2) -> logits signature (a reference, not a plugin MODEL)")
     args = p.parse_args(argv)
     wl = emit_training_wavelengths(args.emit_header) if args.emit_header else None
     card = spectf_card(args.version, wl)
     card["id"] = card["id"] + "-upstream"
-    out = import_upstream_onnx(args.source, args.output, card)
+    card["name"] = card["name"] + " (upstream bf16 release, imported)"
+    out = import_upstream_onnx(args.source, args.output, card, tokens_only=args.tokens)
     print(f"wrote {out}")
     return 0
