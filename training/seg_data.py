@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..runtime.errors import InputError
-from ..runtime.raster_io import open_raster, read_window, scales_offsets, Window
+from ..runtime.raster_io import open_raster, read_window, scales_offsets_of, Window
 from ..runtime.spectral import read_spectral_info
 
 #: Label value ignored by the loss (unlabelled or nodata pixels).
@@ -160,7 +160,7 @@ def load_chip(image_path, mask_path, lay):
     for i, nd in enumerate(nodata):
         if nd is not None:
             invalid |= raw[i] == nd
-    gdal_scale, gdal_offset = scales_offsets(ds, bands)
+    gdal_scale, gdal_offset = scales_offsets_of(ds, bands)
     img = raw * (gdal_scale * lay.scale).astype(np.float32)[:, None, None] + gdal_offset.astype(np.float32)[:, None, None]
     img[:, invalid] = np.nan
     lab = _labels(mask_path, img.shape[1:], lay.label_nodata)
@@ -188,7 +188,7 @@ def load_hyperspectral_chip(image_path, label_path):
     keep = ~bad_elem.reshape(len(bands), -1).all(axis=1)
     if info.bbl is not None:
         keep &= np.asarray(info.bbl) != 0
-    scales, offsets = scales_offsets(ds, bands)
+    scales, offsets = scales_offsets_of(ds, bands)
     img = raw * scales.astype(np.float32)[:, None, None] + offsets.astype(np.float32)[:, None, None]
     img[bad_elem] = np.nan
     img = img[keep]
