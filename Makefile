@@ -2,10 +2,14 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 
-.PHONY: setup demo test test-matrix test-fast bench package docs-images clean
+.PHONY: setup setup-terratorch demo test test-matrix test-fast bench package docs-images clean
 
 setup:
 	bash scripts/setup.sh
+
+# TerraTorch 1.2.11 in .venv-terratorch: to run import-terratorch and its parity tests (idempotent).
+setup-terratorch:
+	bash scripts/setup_terratorch.sh
 
 demo: setup
 	bash scripts/demo.sh

@@ -10,6 +10,7 @@ class SpectralTransformersPlugin:
     def __init__(self, iface):
         self.iface = iface
         self.provider = None
+        self.menu = None
 
     def initProcessing(self):  # noqa: N802 (QGIS API name)
         from .processing_provider.provider import SpectralTransformersProvider
@@ -22,10 +23,16 @@ class SpectralTransformersPlugin:
         self.initProcessing()
         if self.iface is not None:
             from .gui import dependency_check
+            from .gui.menu import PluginMenu
 
+            self.menu = PluginMenu(self.iface)
+            self.menu.add()
             dependency_check.check_once(self.iface)
 
     def unload(self):
+        if self.menu is not None:
+            self.menu.remove()
+            self.menu = None
         if self.provider is not None:
             QgsApplication.processingRegistry().removeProvider(self.provider)
             self.provider = None

@@ -41,9 +41,15 @@ FILE_BEHAVIOR_FILE = _pick((Qgis, "ProcessingFileParameterBehavior.File"),
                            (QgsProcessingParameterFile, "Behavior.File"), (QgsProcessingParameterFile, "File"))
 FILE_BEHAVIOR_FOLDER = _pick((Qgis, "ProcessingFileParameterBehavior.Folder"),
                              (QgsProcessingParameterFile, "Behavior.Folder"), (QgsProcessingParameterFile, "Folder"))
+PARAMETER_FLAG_OPTIONAL = _pick((Qgis, "ProcessingParameterFlag.Optional"),
+                                (QgsProcessingParameterDefinition, "Flag.FlagOptional"),
+                                (QgsProcessingParameterDefinition, "FlagOptional"))
 PARAMETER_FLAG_ADVANCED = _pick((Qgis, "ProcessingParameterFlag.Advanced"),
                                 (QgsProcessingParameterDefinition, "Flag.FlagAdvanced"),
                                 (QgsProcessingParameterDefinition, "FlagAdvanced"))
+PARAMETER_FLAG_OPTIONAL = _pick((Qgis, "ProcessingParameterFlag.Optional"),
+                                (QgsProcessingParameterDefinition, "Flag.FlagOptional"),
+                                (QgsProcessingParameterDefinition, "FlagOptional"))
 ALGORITHM_FLAG_NO_THREADING = _pick((Qgis, "ProcessingAlgorithmFlag.NoThreading"),
                                     (QgsProcessingAlgorithm, "Flag.FlagNoThreading"),
                                     (QgsProcessingAlgorithm, "FlagNoThreading"))

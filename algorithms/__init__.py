@@ -5,11 +5,12 @@ def algorithm_classes():
     """All algorithm classes the provider registers."""
     from .attention_maps import AttentionMapsAlgorithm
     from .cloud_mask import CloudMaskAlgorithm
+    from .install import InstallDependenciesAlgorithm, InstallModelAlgorithm
     from .list_models import ListModelsAlgorithm
     from .orthorectify import OrthorectifyAlgorithm
     from .segment import SegmentAlgorithm
     from .toa_reflectance import ToaReflectanceAlgorithm
 
     classes = [ToaReflectanceAlgorithm, CloudMaskAlgorithm, AttentionMapsAlgorithm, SegmentAlgorithm, ListModelsAlgorithm,
-               OrthorectifyAlgorithm]
+               OrthorectifyAlgorithm, InstallModelAlgorithm, InstallDependenciesAlgorithm]
     return classes

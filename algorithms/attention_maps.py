@@ -7,6 +7,7 @@ from .output_styles import style_output
 
 class AttentionMapsAlgorithm(SpectralAlgorithm):
     TASK = "attentionmaps"
+    NEEDS_ONNXRUNTIME = True
 
     def style_outputs(self, context, results, kwargs):
         if results["_mode"] == "spectral":

@@ -333,6 +333,8 @@ class SpectralAlgorithm(QgsProcessingAlgorithm):
     override :meth:`style_outputs`. Parameters, help and value parsing come from the task's table."""
 
     TASK = ""
+    #: Runs a model: without ONNX Runtime the run stops with how to install it, before anything else.
+    NEEDS_ONNXRUNTIME = False
 
     @property
     def task(self):
@@ -423,12 +425,21 @@ class SpectralAlgorithm(QgsProcessingAlgorithm):
         return super().parameterAsLayerList(parameters, name, context)
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
-        deps.add_ext_libs_to_path()
+        deps.add_deps_to_path()
         monitor = FeedbackMonitor(feedback)
         try:
+            if self.NEEDS_ONNXRUNTIME:  # say that first, before any model or input error
+                from ..runtime import onnx_backend
+
+                onnx_backend.import_onnxruntime()
             # Processing ▸ Options ▸ Providers ▸ Spectral Transformers, read once per run
             self.runtime_config = runtime_config()
-            return self.execute(table.split_series(self.task, parameters), context, monitor)
+            parameters = table.split_series(self.task, parameters)
+            results = self.execute(parameters, context, monitor)
+            from .output_styles import name_after_input
+
+            name_after_input(context, results, self.input_name(parameters, context))
+            return results
         except Cancelled as exc:
             raise QgsProcessingException(str(exc)) from None
         except SpectralError as exc:
@@ -470,6 +481,24 @@ class SpectralAlgorithm(QgsProcessingAlgorithm):
         """Runtime keyword arguments of this run (see :func:`~..runtime.parameters.parse_values`)."""
         raw = {p.name: self.raw_value(p, parameters, context) for p in self.task.params}
         return table.parse_values(self.task, raw)
+
+    def input_name(self, parameters, context):
+        """Name of the main input (``INPUT``: its layer name, or file name), used in output layer names."""
+        raw = (parameters or {}).get("INPUT")
+        if isinstance(raw, (list, tuple)):
+            raw = raw[0] if raw else None
+        if raw in (None, ""):
+            return None
+        if isinstance(raw, str):
+            from qgis.core import QgsProcessingUtils
+
+            layer = QgsProcessingUtils.mapLayerFromString(raw, context) if context is not None and "|" not in raw \
+                and not raw.lower().endswith((".nc", ".nc4")) else None
+            if layer is not None:
+                return layer.name()
+            return os.path.splitext(os.path.basename(raw.split("|")[0]))[0] or None
+        name = getattr(raw, "name", None)
+        return name() if callable(name) else None
 
     def execute(self, parameters, context, monitor):
         """Read the values, run the task's QGIS-free entry point, style the outputs, return them.

@@ -6,6 +6,7 @@ from .output_styles import style_output
 
 class CloudMaskAlgorithm(SpectralAlgorithm):
     TASK = "cloudmask"
+    NEEDS_ONNXRUNTIME = True
 
     def style_outputs(self, context, results, kwargs):
         style_output(context, results["OUTPUT"], "Cloud mask (SpecTf)")

@@ -14,6 +14,7 @@ The ``.qml`` beside the raster is also what QGIS loads automatically when the fi
 map later; the post-processor applies it explicitly (and sets the layer name) when the dialog
 loads the result. Headless runs (``qgis_process``) load nothing, so this is a no-op there.
 """
+import os
 import threading
 
 from qgis.core import QgsProcessingLayerPostProcessorInterface
@@ -31,10 +32,11 @@ _lock = threading.Lock()
 class StylePostProcessor(QgsProcessingLayerPostProcessorInterface):
     """Applies a QML style file (and optionally a name) to the loaded layer on the main thread."""
 
-    def __init__(self, qml_path, layer_name=None):
+    def __init__(self, qml_path, layer_name=None, output_path=None):
         super().__init__()
         self.qml_path = str(qml_path)
         self.layer_name = layer_name
+        self.output_path = output_path
         self.applied = False
 
     def postProcessLayer(self, layer, context, feedback):  # noqa: N802 (QGIS API name)
@@ -71,7 +73,31 @@ def style_output(context, output_path, layer_name=None, qml_path=None):
     if layer_name:
         details.name = layer_name
         details.forceName = True
-    processor = StylePostProcessor(qml_path or qml_path_for(output_path), layer_name)
+    processor = StylePostProcessor(qml_path or qml_path_for(output_path), layer_name, output_path)
     _keep(processor)
     details.setPostProcessor(processor)
     return processor
+
+
+def name_after_input(context, results, input_name):
+    """Append the input's name to the layer name of every output that a dialog run loads
+    ("Cloud mask (SpecTf)" → "Cloud mask (SpecTf) — scene_042"), so two runs read apart in the
+    Layers panel. Called once per run by the algorithm base class."""
+    if context is None or not input_name:
+        return []
+    renamed = []
+    for value in (results or {}).values():
+        if not isinstance(value, str) or not value or not context.willLoadLayerOnCompletion(value):
+            continue
+        details = context.layerToLoadOnCompletionDetails(value)
+        base = details.name or os.path.splitext(os.path.basename(value))[0]
+        if input_name in base:
+            continue
+        details.name = f"{base} — {input_name}"
+        details.forceName = True
+        processor = next((p for p in _KEEP if getattr(p, "layer_name", None) == base
+                          and getattr(p, "output_path", None) == value), None)
+        if processor is not None:
+            processor.layer_name = details.name
+        renamed.append(details.name)
+    return renamed

@@ -6,6 +6,7 @@ from .output_styles import style_output
 
 class SegmentAlgorithm(SpectralAlgorithm):
     TASK = "segment"
+    NEEDS_ONNXRUNTIME = True
 
     def style_outputs(self, context, results, kwargs):
         model_id = results["_result"].model_id

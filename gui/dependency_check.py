@@ -3,18 +3,17 @@
 :func:`check_once` (called from the plugin's ``initGui``):
 
 - ONNX Runtime importable → log its version and execution providers; forget any earlier "declined".
-- Missing, not declined before → a question box names the package (``onnxruntime-gpu`` when an
-  NVIDIA GPU is present, else ``onnxruntime``), the target folder (the plugin's ``ext-libs``, on
-  QGIS's ``sys.path``) and the exact command. *Yes* runs the install as a background
-  :class:`InstallTask`; *No* is remembered in QgsSettings.
-- Missing and declined earlier → only a message-bar notice with an *Install…* button (no dialog).
+- Missing, not declined before → one question box: install ONNX Runtime (``onnxruntime-gpu`` when an
+  NVIDIA GPU is present, else ``onnxruntime``) *and* the ukis-csmask models, for QGIS's own Python,
+  into the plugin's data folder in the QGIS profile (:func:`..runtime.deps.deps_dir`). *Yes* runs
+  :class:`..runtime.deps.Installer` as one background :class:`InstallTask` (progress and cancel in
+  QGIS's task bar); *No* is remembered in QgsSettings.
+- Missing and declined earlier → only a short message-bar notice with an *Install…* button.
 
 At most one notice per QGIS session. Headless runs never get here: their error message
-(``runtime.deps.missing_message``) prints the command instead.
+(``runtime.deps.missing_message``) names ``spectraltf:installdependencies`` instead.
 """
 import importlib
-import subprocess
-import sys
 import time
 
 from qgis.core import QgsApplication, QgsMessageLog, QgsSettings, QgsTask
@@ -30,7 +29,8 @@ from ..qgis_compat import (
     TASK_CAN_CANCEL,
 )
 from ..runtime import deps
-from ..runtime.errors import DependencyError
+from ..runtime.errors import Cancelled, DependencyError
+from ..runtime.monitor import Monitor
 
 TITLE = "Spectral Transformers"
 LOG_TAG = "Spectral Transformers"
@@ -42,7 +42,7 @@ _state = {"checked": False, "tasks": []}
 
 def onnxruntime_status():
     """``(True, "ONNX Runtime x.y; available execution providers: ...")`` or ``(False, why)``."""
-    deps.add_ext_libs_to_path()
+    deps.add_deps_to_path()
     importlib.invalidate_caches()
     from ..runtime import onnx_backend
 
@@ -70,7 +70,7 @@ def reset_session():
     _state["checked"] = False
 
 
-def check_once(iface, package=None):
+def check_once(iface, installer=None):
     """Check for ONNX Runtime once per session; returns what happened:
     ``"ok"``, ``"already-checked"``, ``"installing"``, ``"declined"`` or ``"notified"``."""
     if _state["checked"]:
@@ -83,41 +83,52 @@ def check_once(iface, package=None):
         _log(detail)
         return "ok"
     _log(detail, MESSAGE_WARNING)
-    package = package or deps.onnxruntime_package()
     if settings.value(DECLINED_KEY, False, type=bool):
-        _notify_missing(iface, package)
+        _notify_missing(iface)
         return "notified"
-    if ask_install(iface, package):
-        start_install(iface, package)
+    if ask_install(iface, installer):
+        start_install(iface, installer)
         return "installing"
     settings.setValue(DECLINED_KEY, True)
-    _notify_missing(iface, package)
+    _notify_missing(iface)
     return "declined"
 
 
-def ask_install(iface, package):
-    """Ask whether to install ``package`` (QMessageBox); True on Yes."""
-    command = deps.format_command(deps.install_command(package))
-    gpu = " (an NVIDIA GPU was found, so the CUDA build is proposed)" if package == "onnxruntime-gpu" else ""
-    text = (f"Spectral Transformers runs its models with ONNX Runtime, which QGIS's Python cannot import.\n\n"
-            f"Install '{package}'{gpu} now into the plugin folder\n{deps.EXT_LIBS}\n\n"
-            "This downloads the package with pip and runs in the background; restart QGIS afterwards.\n\n"
-            f"Command:\n{command}")
+def _installer(installer=None):
+    return installer or deps.Installer()
+
+
+def ask_install(iface, installer=None):
+    """One consent for everything (QMessageBox); True on Yes."""
+    installer = _installer(installer)
+    gpu = " (an NVIDIA GPU was found, so the CUDA build is proposed)" if installer.package == "onnxruntime-gpu" else ""
+    try:
+        python = installer.python
+    except DependencyError as exc:
+        QMessageBox.warning(_parent(iface), TITLE, str(exc))
+        return False
+    text = (f"Spectral Transformers runs its models with ONNX Runtime, which QGIS's Python cannot import yet.\n\n"
+            f"Install now, in the background:\n"
+            f"  • '{installer.package}'{gpu}\n"
+            + ("  • the ukis-csmask cloud and cloud-shadow models (about 160 MB, Apache-2.0)\n" if installer.with_ukis
+               else "")
+            + f"\nfor QGIS's Python ({python}) into\n{installer.target}\n"
+            "(in your QGIS profile: kept when the plugin is upgraded; QGIS's own NumPy is not touched).\n\n"
+            "Needs internet access (PyPI). Progress and Cancel are in QGIS's task bar; restart QGIS afterwards.")
     answer = QMessageBox.question(_parent(iface), TITLE, text, BUTTON_YES | BUTTON_NO, BUTTON_YES)
     return answer == BUTTON_YES
 
 
-def _notify_missing(iface, package):
+def _notify_missing(iface):
     bar = iface.messageBar()
-    text = (f"ONNX Runtime is not installed: the model algorithms cannot run. "
-            f"Install '{package}' (plugin-local, via pip).")
-    widget = bar.createMessage(TITLE, text)
+    widget = bar.createMessage(TITLE, "ONNX Runtime is missing: the model algorithms cannot run.")
+    widget.setToolTip(deps.install_hint())
     button = QPushButton("Install…", widget)
 
     def clicked():
-        if ask_install(iface, package):
+        if ask_install(iface):
             bar.popWidget(widget)
-            start_install(iface, package)
+            start_install(iface)
 
     button.clicked.connect(clicked)
     widget.layout().addWidget(button)
@@ -125,41 +136,54 @@ def _notify_missing(iface, package):
     return widget
 
 
-class InstallTask(QgsTask):
-    """Runs the pip install command in a background thread; reports on the main thread."""
+class _TaskMonitor(Monitor):
+    """Runtime monitor over a QgsTask (worker thread: logs go to the message log, no GUI)."""
 
-    def __init__(self, iface, package, command=None):
-        super().__init__(f"Installing {package} for Spectral Transformers", TASK_CAN_CANCEL)
+    def __init__(self, task):
+        self.task = task
+
+    def info(self, message):
+        self.task.lines.append(message)
+        _log(message)
+
+    def warn(self, message):
+        self.task.lines.append("Warning: " + message)
+        _log(message, MESSAGE_WARNING)
+
+    def progress(self, fraction):
+        self.task.setProgress(max(0.0, min(100.0, 100.0 * float(fraction))))
+
+    def cancelled(self):
+        return self.task.isCanceled()
+
+
+class InstallTask(QgsTask):
+    """Runs :meth:`..runtime.deps.Installer.run` in a background thread; reports on the main thread."""
+
+    def __init__(self, iface, installer=None):
+        installer = _installer(installer)
+        super().__init__(f"Installing {' and '.join(installer.packages())} for Spectral Transformers", TASK_CAN_CANCEL)
         self.iface = iface
-        self.package = package
-        self.command = list(command or deps.install_command(package))
-        self.returncode = None
-        self.output = ""
-        self.summary = ""
+        self.installer = installer
+        self.package = installer.package
+        self.lines = []
+        self.installed = []
+        self.error = None
         self.cancelled = False
+        self.summary = ""
         self.done = False  # set on the main thread once finished() has reported
 
     def run(self):  # worker thread: no GUI access
         try:
-            proc = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                    **_no_window())
-        except OSError as exc:
-            self.output = f"could not start {self.command[0]}: {exc}"
-            return False
-        lines = []
-        for line in proc.stdout:  # pip prints one line per step
-            lines.append(line)
-            self.setProgress(min(95.0, 2.0 * len(lines)))
-            if self.isCanceled():
-                proc.kill()
-                break
-        proc.wait()
-        self.returncode = proc.returncode
-        self.output = "".join(lines)
-        if self.isCanceled():
+            self.installed = self.installer.run(_TaskMonitor(self))
+            return True
+        except Cancelled:
             self.cancelled = True
-            return False
-        return proc.returncode == 0
+        except DependencyError as exc:
+            self.error = str(exc)
+        except Exception as exc:  # noqa: BLE001 - report, never crash QGIS's task manager
+            self.error = f"{type(exc).__name__}: {exc}"
+        return False
 
     def finished(self, result):  # main thread
         try:
@@ -172,39 +196,29 @@ class InstallTask(QgsTask):
         if result:
             ok, self.summary = onnxruntime_status()
             QgsSettings().remove(DECLINED_KEY)
-            _log(f"installed {self.package}: {self.summary}")
+            _log(f"installed {', '.join(self.installed)}: {self.summary}")
             if bar is not None:
                 if ok:
-                    bar.pushMessage(TITLE, f"Installed {self.package}: {self.summary}. Restart QGIS to be safe.",
-                                    MESSAGE_SUCCESS, 0)
+                    bar.pushMessage(TITLE, f"Installed {self.package}. Restart QGIS to use it.", MESSAGE_SUCCESS, 0)
                 else:
-                    bar.pushMessage(TITLE, f"pip installed {self.package}, but it cannot be imported yet; "
-                                    "restart QGIS.", MESSAGE_WARNING, 0)
+                    bar.pushMessage(TITLE, f"Installed {self.package}; restart QGIS to load it.", MESSAGE_WARNING, 0)
             return
         if self.cancelled:
-            message = f"Installing {self.package} was cancelled."
+            message = f"Installing {self.package} was cancelled; nothing was installed."
         else:
-            tail = "\n".join(self.output.strip().splitlines()[-15:])
-            message = (f"Installing {self.package} failed (exit code {self.returncode}).\n{tail}\n\n"
-                       f"Install it yourself with:\n{deps.format_command(self.command)}")
+            message = f"Installing {self.package} failed: {self.error}"
         _log(message, MESSAGE_CRITICAL)
         if bar is not None:
-            bar.pushMessage(TITLE, message.splitlines()[0] + " See the log (Spectral Transformers tab).",
-                            MESSAGE_CRITICAL, 0)
+            short = message if len(message) < 90 else message[:87].rsplit(" ", 1)[0] + "…"
+            bar.pushMessage(TITLE, short + " Details: View ▸ Panels ▸ Log Messages.", MESSAGE_CRITICAL, 0)
 
 
-def _no_window():
-    if sys.platform == "win32":
-        return {"creationflags": getattr(subprocess, "CREATE_NO_WINDOW", 0)}
-    return {}
-
-
-def start_install(iface, package=None, command=None):
+def start_install(iface, installer=None):
     """Queue :class:`InstallTask` in QGIS's task manager (a reference is kept until QGIS exits)."""
-    task = InstallTask(iface, package or deps.onnxruntime_package(), command)
+    task = InstallTask(iface, installer)
     _state["tasks"].append(task)
     QgsApplication.taskManager().addTask(task)
-    _log(f"installing {task.package}: {deps.format_command(task.command)}")
+    _log(f"installing {', '.join(task.installer.packages())} into {task.installer.target}")
     return task
 
 

@@ -1,12 +1,12 @@
 """Processing provider ``spectraltf`` ("Spectral Transformers")."""
 import os
 
-from qgis.core import QgsMessageLog, QgsProcessingProvider
+from qgis.core import QgsApplication, QgsMessageLog, QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
-from ..qgis_compat import MESSAGE_INFO
 from ..algorithms import algorithm_classes
 from ..algorithms.base import set_config_source
+from ..qgis_compat import MESSAGE_INFO
 from ..runtime import deps
 from . import settings
 
@@ -16,7 +16,9 @@ ICON = os.path.join(os.path.dirname(os.path.dirname(__file__)), "resources", "ic
 class SpectralTransformersProvider(QgsProcessingProvider):
     def __init__(self):
         super().__init__()
-        deps.add_ext_libs_to_path()
+        # Packages installed by "Install dependencies" live in the QGIS profile, outside the plugin folder.
+        deps.set_profile_dir(QgsApplication.qgisSettingsDirPath())
+        deps.add_deps_to_path()
 
     def id(self):  # noqa: A003 (QGIS API name)
         return "spectraltf"
@@ -69,3 +71,23 @@ class SpectralTransformersProvider(QgsProcessingProvider):
         set_config_source(settings.runtime_config)  # algorithms build each run's RuntimeConfig with it
         for cls in algorithm_classes():
             self.addAlgorithm(cls())
+        from .workflows import workflow_algorithms
+
+        self._workflows = workflow_algorithms()
+        for alg in self._workflows:
+            self.addAlgorithm(alg)
+        registry = QgsApplication.processingRegistry()
+        if self._workflows and registry.providerById(self.id()) is self:
+            self._reload_workflows(self.id())
+        elif self._workflows:  # first load: the provider is added to the registry after this returns
+            registry.providerAdded.connect(self._reload_workflows)
+
+    def _reload_workflows(self, provider_id):
+        if provider_id != self.id():
+            return
+        try:
+            QgsApplication.processingRegistry().providerAdded.disconnect(self._reload_workflows)
+        except (TypeError, RuntimeError):
+            pass
+        for alg in getattr(self, "_workflows", []):
+            alg.reload()

@@ -32,7 +32,9 @@ LAYOUTS = ("NCHW", "NCTHW", "NTCHW")
 STACKINGS = ("date-major", "band-major")
 OUTPUT_KINDS = ("logits", "probabilities", "sigmoid")
 NODATA_POLICIES = ("mask",)
-TILING_SCHEMES = ("edge", "padded")
+TILING_SCHEMES = ("edge", "padded", "terratorch")
+#: Optional extra model inputs (Prithvi-EO-2.0 ``_tl`` models): card key → accepted formats.
+COORD_INPUTS = {"temporal_coords": ("year,doy0",), "location_coords": ("lat,lon",)}
 #: Per-tile normalisation applied by the tile loop after scale/offset/mean/std: ``none``, or
 #: ``tile-minmax`` (each band of each tile → ``(x − min) / (max − min + minmax_epsilon)`` over the
 #: tile's valid pixels, as SpectralGPT scales each image).
@@ -321,6 +323,13 @@ def _validate_segmentation(card, chk):
     nodata = chk.string(inp, "nodata", "card.input", default="mask", choices=NODATA_POLICIES)
     fill = chk.number(inp.get("fill_value", 0.0), "card.input.fill_value")
     tensor_in = chk.string(inp, "tensor", "card.input")
+    coords = {}
+    for key, formats in COORD_INPUTS.items():
+        spec = chk.obj(inp, key, "card.input")
+        if spec:
+            coords[key] = {"tensor": chk.string(spec, "tensor", f"card.input.{key}", required=True),
+                           "format": chk.string(spec, "format", f"card.input.{key}", default=formats[0],
+                                                choices=formats)}
     normalization = chk.string(inp, "normalization", "card.input", default="none", choices=NORMALIZATIONS)
     eps = chk.number(inp.get("minmax_epsilon", 1e-9), "card.input.minmax_epsilon", minimum=0)
 
@@ -352,12 +361,14 @@ def _validate_segmentation(card, chk):
     overlap = chk.number(tiling.get("overlap", 0.25), "card.tiling.overlap", minimum=0)
     crop = chk.number(tiling.get("crop", 0), "card.tiling.crop", minimum=0, integer=True)
     scheme = chk.string(tiling, "scheme", "card.tiling", default="edge", choices=TILING_SCHEMES)
+    if scheme == "terratorch" and kind == "sigmoid":
+        chk.fail("card.tiling.scheme", "'terratorch' blends logits and needs output.kind 'logits' or 'probabilities'")
 
     return {
         "input": {"tile_size": tile, "frames": frames, "layout": layout, "stacking": stacking,
                   "bands": norm_bands, "scale": scale, "offset": offset, "mean": mean, "std": std,
                   "nodata": nodata, "fill_value": fill, "tensor": tensor_in,
-                  "normalization": normalization, "minmax_epsilon": eps},
+                  "normalization": normalization, "minmax_epsilon": eps, **coords},
         "output": {"kind": kind, "classes": norm_classes, "tensor": tensor_out},
         "tiling": {"overlap": overlap, "crop": crop, "scheme": scheme},
     }

@@ -315,7 +315,7 @@ def _earth_sun_distance(advanced=False):
 
 _OBS_HELP = ("the matching 11-band EMIT / AVIRIS-NG OBS raster on the same grid: band 5 gives the per-pixel solar "
              "zenith (degrees), band 11 the Earth–Sun distance (its mean over valid pixels is used, as SpecTf does).")
-_SPECTRUM_FILTER = "Solar spectra (*.npy *.txt *.dat *.csv);;All files (*.*)"
+_SPECTRUM_FILTER = "Solar spectra (*.npy *.txt *.dat *.csv);;All files (*)"  # (*): model ids have no dot
 
 TOA = Task(
     "toareflectance", "Radiance to TOA reflectance", "radiometry",
@@ -326,9 +326,11 @@ TOA = Task(
         Param("OBSERVATION", "Observation geometry (OBS)", "raster", optional=True, help=_OBS_HELP),
         _solar_zenith(),
         _earth_sun_distance(),
-        Param("IRRADIANCE", "Solar irradiance spectrum", "file", optional=True, file_filter=_SPECTRUM_FILTER,
+        Param("IRRADIANCE", "Solar irradiance spectrum (file, or a model id for that model's own)", "file",
+              optional=True, file_filter=_SPECTRUM_FILTER,
               help="2-column .npy (nm, µW cm⁻² nm⁻¹) or a text table such as Kurucz or TSIS (units from the header "
-                   "or the magnitude). Default: ASTM E-490-00a, shipped with the plugin."),
+                   "or the magnitude), or a model id / .onnx path: that model's own solar spectrum (the SpecTf "
+                   "models carry SpecTf's irr.npy). Default: ASTM E-490-00a, shipped with the plugin."),
         Param("RADIANCE_UNITS", "Radiance units", "enum", options=tuple(RADIANCE_UNITS), default="auto",
               help="auto reads them from the metadata (EMIT's description) and otherwise assumes "
                    "µW cm⁻² nm⁻¹ sr⁻¹ (EMIT, AVIRIS-NG); choose explicitly for other sensors."),
@@ -423,6 +425,11 @@ SEGMENT = Task(
               help="the model runs on fixed-size tiles that overlap by this many pixels (or this fraction of the "
                    "tile when below 1, e.g. 0.25); overlapping predictions are blended with smooth weights so "
                    "there are no seams. Empty: the model card's."),
+        Param("DATES", "Acquisition dates (models with temporal inputs)", "string", optional=True, advanced=True,
+              help="only for models whose card has temporal inputs (Prithvi-EO-2.0 <i>_tl</i> models imported with "
+                   "import-terratorch): comma-separated ISO dates, one per input raster, e.g. 2019-03-01, "
+                   "2019-04-02. Empty: read from the raster metadata (ACQUISITION_DATE, TIFFTAG_DATETIME, …) or the "
+                   "file names. Such models also get the raster centre in WGS 84 as their location."),
         Param("BATCH_SIZE", "Batch size (tiles per inference call)", "integer", default=4, minimum=1, advanced=True,
               help="lower it when memory is short."),
         _device(),
@@ -534,5 +541,58 @@ LIST_MODELS = Task(
           "listed with the reason.",
 )
 
+INSTALL_DEPENDENCIES = Task(
+    "installdependencies", "Install dependencies (ONNX Runtime, ukis-csmask models)", "models",
+    params=(
+        Param("BUILD", "ONNX Runtime build (auto: CUDA build when an NVIDIA GPU is present)", "enum",
+              options=DEVICES, default="auto", arg="device",
+              help="auto picks onnxruntime-gpu when an NVIDIA GPU is present, else onnxruntime; the two are never "
+                   "installed side by side."),
+        Param("UKIS", "Also install the ukis-csmask cloud and cloud-shadow models (about 160 MB)", "bool",
+              default=True, arg="with_ukis", help="the ukis-csmask U-Nets (Apache-2.0, DLR) for <i>Segment</i>."),
+        Param("WHEELS", "Install offline from this folder of wheel files", "string", optional=True, advanced=True,
+              arg="wheel_dir", help="a folder of .whl files (e.g. made with <code>pip download</code> on a connected "
+                                    "machine); nothing is downloaded."),
+        Param("INDEX_URL", "Package index URL (a mirror; default: PyPI)", "string", optional=True, advanced=True,
+              help="a PyPI mirror."),
+    ),
+    outputs=(
+        Param("FOLDER", "Folder the packages were installed into", "string", help="in your QGIS profile."),
+        Param("INSTALLED", "Installed packages", "string", help="name==version, comma-separated."),
+    ),
+    intro="Installs <b>ONNX Runtime</b>, which every model algorithm needs, for the Python that QGIS runs, and (by "
+          "default) the <b>ukis-csmask</b> cloud/cloud-shadow models. Packages go to the <i>spectral_transformers</i> "
+          "folder of your QGIS profile, outside the plugin folder, so upgrading the plugin keeps them; QGIS's own "
+          "packages (NumPy, GDAL) are never replaced: NumPy is pinned to the version QGIS runs. pip comes from "
+          "QGIS's Python, or is run from a pip wheel when that Python has none. Restart QGIS afterwards.",
+)
+
+INSTALL_MODEL = Task(
+    "installmodel", "Install model", "models",
+    params=(
+        Param("SOURCE", "Model: URL or file (.onnx with its card, or a .zip of models)", "string",
+              help="an http(s):// or file:// URL or a local path of an <b>.onnx</b> file (with its model card "
+                   "embedded, or the card <i>name</i>.json beside it) or of a <b>.zip</b> holding models and their "
+                   "cards."),
+        Param("SHA256", "SHA-256 of the file (checked when given)", "string", optional=True,
+              help="when given, the downloaded file must match it."),
+        Param("CARD", "Model card: URL or file (only for an .onnx without an embedded or sidecar card)", "string",
+              optional=True, advanced=True, help="for an .onnx whose card is a separate download."),
+        Param("OVERWRITE", "Replace an installed model with the same id", "bool", default=False,
+              help="otherwise an id that is already installed is refused."),
+    ),
+    outputs=(
+        Param("FOLDER", "Model folder", "string", help="your user model folder."),
+        Param("MODEL_IDS", "Installed model ids", "string", help="comma-separated."),
+        Param("COUNT", "Number of installed models", "number", help="models installed by this run."),
+    ),
+    intro="Installs a model into your model folder (the <i>spectral_transformers/models</i> folder of your QGIS "
+          "profile, kept across plugin upgrades), where every algorithm's <b>Model</b> finds it by id.",
+    notes="The card is validated, the files it names must be present and the graph is test-loaded with ONNX Runtime "
+          "before anything is copied; on any error or cancel nothing is installed. See <i>List models</i> for what "
+          "is installed.",
+)
+
 #: Every task, by algorithm name.
-TASKS = {t.name: t for t in (TOA, CLOUDMASK, SEGMENT, ATTENTION, ORTHORECTIFY, LIST_MODELS)}
+TASKS = {t.name: t for t in (TOA, CLOUDMASK, SEGMENT, ATTENTION, ORTHORECTIFY, LIST_MODELS, INSTALL_DEPENDENCIES,
+                             INSTALL_MODEL)}

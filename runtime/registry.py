@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Optional
 
-from . import model_card
+from . import deps, model_card, styles
 from .errors import ModelError
 from .raster_io import special_file_kind
 
@@ -49,10 +49,13 @@ def set_user_dirs(dirs):
 
 
 def user_dirs(extra_dirs=None, config=None):
+    """User model folders: the config's (``SPECTRALTF_MODEL_DIR`` / the Processing setting), ``extra_dirs``
+    and the folder *Install model* writes to (:func:`~.deps.models_dir`, outside the plugin folder)."""
     from .config import ensure_config
 
     out = []
-    for d in list(ensure_config(config).model_dirs) + list(_user_dirs) + [str(x) for x in (extra_dirs or [])]:
+    for d in (list(ensure_config(config).model_dirs) + list(_user_dirs) + [str(x) for x in (extra_dirs or [])]
+              + [deps.models_dir()]):
         d = os.path.abspath(os.path.expanduser(d))
         if d not in out:
             out.append(d)
@@ -68,10 +71,10 @@ UKIS_BANDS = {
     "blue": (490.0, 65.0), "green": (560.0, 35.0), "red": (665.0, 30.0), "nir": (842.0, 115.0),
     "swir16": (1610.0, 90.0), "swir22": (2190.0, 180.0),
 }
-UKIS_CLASSES = [
-    {"value": 0, "name": "clear", "color": [0, 0, 0, 0]},  # transparent: the image shows through
-    {"value": 1, "name": "cloud", "color": [255, 255, 255, 255]},
-    {"value": 2, "name": "cloud shadow", "color": [64, 64, 64, 255]},
+UKIS_CLASSES = [  # the plugin's cloud-mask colours (runtime/styles.py): visible on imagery and on a white canvas
+    {"value": 0, "name": "clear", "color": list(styles.CLEAR_COLOR)},
+    {"value": 1, "name": "cloud", "color": list(styles.CLOUD_COLOR)},
+    {"value": 2, "name": "cloud shadow", "color": list(styles.SHADOW_COLOR)},
 ]
 
 
@@ -203,6 +206,21 @@ def _package_entry_for(path):
     return None
 
 
+def missing_model_message(model_id, known=()):
+    """What a user of the plugin ZIP does when ``model_id`` is not registered (no developer commands)."""
+    known = ", ".join(known) or "none"
+    if str(model_id).startswith("ukis-csmask-"):
+        how = ("the ukis-csmask models come with the ukis-csmask package: run Plugins ▸ Spectral Transformers ▸ "
+               "Install dependencies… (headless: qgis_process run spectraltf:installdependencies), then restart QGIS")
+    elif str(model_id).startswith("spectf-cloud-"):
+        how = ("the SpecTf models ship inside the plugin ZIP: reinstall the plugin from the release ZIP, or install "
+               "the model with Plugins ▸ Spectral Transformers ▸ Install model… (spectraltf:installmodel)")
+    else:
+        how = ("install it with Plugins ▸ Spectral Transformers ▸ Install model… (spectraltf:installmodel, from a "
+               f"URL or a file) into {deps.models_dir()}, or give the path of an .onnx file")
+    return f"no model with id '{model_id}' is registered (known: {known}); {how}."
+
+
 def resolve(value, parameter="MODEL", extra_dirs=None, task=None, config=None, cardless=False):
     """The :class:`ModelEntry` for ``value`` (a registry id or the path of an .onnx file): the one
     model resolution every task uses (through :meth:`.model.OnnxModel.resolve`).
@@ -232,9 +250,7 @@ def resolve(value, parameter="MODEL", extra_dirs=None, task=None, config=None, c
         entries = {e.id: e for e in list_models(extra_dirs, config=config)}
         entry = entries.get(value)
         if entry is None:
-            known = ", ".join(sorted(entries)) or "none"
-            raise ModelError(f"no model with id '{value}' is registered (known: {known}); give a registered id "
-                             "or the path of an .onnx file.", parameter)
+            raise ModelError(missing_model_message(value, sorted(entries)), parameter)
         if entry.error:
             raise ModelError(entry.error, parameter)
     tasks = (task,) if isinstance(task, str) else tuple(task or ())
@@ -243,3 +259,17 @@ def resolve(value, parameter="MODEL", extra_dirs=None, task=None, config=None, c
         raise ModelError(f"model '{entry.id}' is a '{entry.card.get('task')}' model; this algorithm needs a "
                          f"{wanted} model.", parameter)
     return entry
+
+
+def solar_spectrum(model_id, parameter="IRRADIANCE"):
+    """The solar spectrum file a registered model converts radiance with (card ``solar_irradiance_file``
+    beside the model, e.g. SpecTf's irr.npy as CSV). Lets a TOA step use "the model's own spectrum"
+    (the shipped workflow passes the model id). Raises ModelError naming ``parameter``."""
+    entry = resolve(model_id, parameter)
+    name = entry.card.get("solar_irradiance_file")
+    if not isinstance(name, str) or not name or os.path.isabs(name) or ".." in name.replace("\\", "/").split("/"):
+        raise ModelError(f"model '{entry.id}' names no solar spectrum; give a solar spectrum file.", parameter)
+    path = os.path.join(os.path.dirname(entry.path), name)
+    if not os.path.isfile(path):
+        raise ModelError(f"the solar spectrum of model '{entry.id}' is missing: {path}", parameter)
+    return path

@@ -28,6 +28,7 @@ from .model import OnnxModel
 from .monitor import ensure
 from .raster_io import Grid, Window, open_raster, read_block
 
+COORD_KEYS = ("temporal_coords", "location_coords")
 CLASS_NODATA = 255
 FLOAT_NODATA = -9999.0
 TASK = "segmentation"
@@ -106,9 +107,17 @@ class ModelRunner(OnnxModel):
         self.input_name = self.inp["tensor"] or inputs[0].name
         self.output_name = self.out["tensor"] or outputs[0].name
         by_name = {i.name: i for i in inputs}
-        if len(inputs) != 1:
-            raise ModelError(f"segmentation models must have one input tensor; this one has {len(inputs)} "
+        #: extra inputs named by the card (``temporal_coords``/``location_coords``) → tensor name
+        self.coord_inputs = {k: self.inp[k]["tensor"] for k in COORD_KEYS if self.inp.get(k)}
+        if len(inputs) != 1 + len(self.coord_inputs):
+            extra = (" besides the card's " + ", ".join(self.coord_inputs.values())) if self.coord_inputs else ""
+            raise ModelError(f"segmentation models must have one input tensor{extra}; this one has {len(inputs)} "
                              f"({', '.join(by_name)}).", "MODEL")
+        for key, name in self.coord_inputs.items():
+            if name not in by_name:
+                raise ModelError(f"the card names {key} tensor '{name}' but the model has "
+                                 f"{', '.join(by_name)}.", "MODEL")
+        self.coords = {}
         if self.input_name not in by_name:
             raise ModelError(f"the card names input tensor '{self.input_name}' but the model has "
                              f"{', '.join(by_name)}.", "MODEL")
@@ -135,18 +144,36 @@ class ModelRunner(OnnxModel):
         self.n_classes = len(self.out["classes"])
         self.layout, self.stacking = layout, self.inp["stacking"]
 
+    def set_coords(self, coords):
+        """Per-raster extra inputs: ``{"temporal_coords": (T, 2), "location_coords": (2,)}`` float32,
+        repeated over each batch."""
+        missing = [k for k in self.coord_inputs if k not in coords]
+        if missing:
+            raise ModelError(f"the model needs {', '.join(missing)}, which were not computed.", "MODEL")
+        self.coords = {k: np.asarray(coords[k], np.float32) for k in self.coord_inputs}
+
     def probabilities(self, tiles, monitor=None):
         """tiles (N, T, C, H, W) float32 → probabilities (N, classes, H, W) float32. A ``monitor``
         reporting cancellation stops the inference itself (ONNX Runtime run termination)."""
+        return to_probabilities(self.raw(tiles, monitor), self.out["kind"], self.n_classes)
+
+    def raw(self, tiles, monitor=None):
+        """tiles (N, T, C, H, W) float32 → the model's output (N, K, H, W) as it is (e.g. logits)."""
         x = assemble(tiles, self.layout, self.stacking)
-        raw = np.asarray(self.infer([self.output_name], {self.input_name: x}, monitor)[0])
+        feed = {self.input_name: x}
+        for key, name in self.coord_inputs.items():
+            v = self.coords.get(key)
+            if v is None:
+                raise ModelError(f"the model needs {key}; none were set.", "MODEL")
+            feed[name] = np.ascontiguousarray(np.broadcast_to(v[None], (x.shape[0],) + v.shape))
+        raw = np.asarray(self.infer([self.output_name], feed, monitor)[0])
         k = raw.shape[1] if raw.ndim == 4 else None
         ok_k = k == self.n_classes or (self.out["kind"] == "sigmoid" and k == 1 and self.n_classes == 2)
         if raw.ndim != 4 or not ok_k or raw.shape[0] != x.shape[0] or raw.shape[2:] != x.shape[-2:]:
             raise ModelError(f"the model output has shape {tuple(raw.shape)}; expected ({x.shape[0]}, "
                              f"{self.n_classes}, {x.shape[-2]}, {x.shape[-1]}) for the card's "
                              f"{self.n_classes} classes.", "MODEL")
-        return to_probabilities(raw, self.out["kind"], self.n_classes)
+        return raw.astype(np.float32, copy=False)
 
 
 def open_inputs(inputs, card, bands=None, monitor=None):
@@ -184,14 +211,16 @@ def open_inputs(inputs, card, bands=None, monitor=None):
 
 
 def run_segmentation(inputs, model, outputs, bands=None, overlap=None, crop=None, batch_size=4,
-                     device="auto", threads=None, monitor=None, extra_dirs=None, config=None):
+                     device="auto", threads=None, monitor=None, extra_dirs=None, dates=None, config=None):
     """Segment ``inputs`` (one raster path, or one per model date, in date order) with ``model``.
 
     ``outputs``: dict with ``classes`` (required path), optional ``probabilities`` and
     ``confidence`` paths. ``bands``: optional "2,3,4" list of 1-based band numbers per model band.
     ``overlap``: tile overlap in pixels (>= 1) or as a fraction of the tile (< 1); default from the
     card. ``crop``: border crop in pixels (default from the card). ``batch_size``: tiles per model
-    call. ``device``: auto/cpu/cuda. Returns :class:`SegmentationResult`."""
+    call. ``device``: auto/cpu/cuda. ``dates``: comma-separated acquisition dates (one per input
+    raster) for models with ``temporal_coords`` (default: from raster metadata or file names).
+    Returns :class:`SegmentationResult`."""
     from .config import ensure_config
     from .pipeline import OutputSet, stream
 
@@ -235,6 +264,12 @@ def run_segmentation(inputs, model, outputs, bands=None, overlap=None, crop=None
 
     runner = ModelRunner(entry, device, threads or config.cpu_threads, config)
     monitor.info(runner.session.describe())
+    if runner.coord_inputs:
+        from . import model_coords
+
+        paths = [inputs] if isinstance(inputs, (str, os.PathLike)) else [str(p) for p in inputs if str(p).strip()]
+        runner.set_coords(model_coords.model_coords(card, datasets, paths, dates, monitor))
+    blend_logits = plan.blend == "logits"
 
     nb, nf, k = len(inp["bands"]), inp["frames"], len(classes)
     scale = np.asarray(inp["scale"], np.float32)[:, None, None]
@@ -303,7 +338,7 @@ def run_segmentation(inputs, model, outputs, bands=None, overlap=None, crop=None
                 if rows_ok is not None:
                     tiles = tile_norm.apply(per_tile, tiles, np.stack([rows_ok[:, plan.col_index(x0)] for x0 in cols]),
                                             inp.get("minmax_epsilon", 1e-9), fill)
-                probs = runner.probabilities(tiles, monitor)
+                probs = runner.raw(tiles, monitor) if blend_logits else runner.probabilities(tiles, monitor)
                 for p, x0 in zip(probs, cols):
                     c0, c1 = plan.inside(x0, tw, width)
                     w = plan.weight(y0, x0)[r0:r1, c0:c1]
@@ -318,6 +353,8 @@ def run_segmentation(inputs, model, outputs, bands=None, overlap=None, crop=None
                 ws = wsum[:n]
                 ok = rows_valid[start - (y0 + r0):stop - (y0 + r0)] & (ws > 0)
                 prob = acc[:, :n] / np.where(ws > 0, ws, 1.0)
+                if blend_logits:  # TerraTorch averages logits; probabilities follow from the average
+                    prob = to_probabilities(prob[None], card["output"]["kind"], k)[0]
                 idx = np.argmax(prob, axis=0)
                 cls = np.where(ok, values[idx], CLASS_NODATA).astype(np.uint8)
                 counts += np.bincount(idx[ok], minlength=k)[:k]

@@ -57,8 +57,8 @@ OBVIOUS_RADIANCE_P99 = 2.5
 
 MASK_CLEAR, MASK_CLOUD, MASK_NODATA = 0, 1, 255
 #: Classes of the cloud mask: (value, label, RGBA) for its colour table and style.
-MASK_CLASSES = [(MASK_CLEAR, "clear", (0, 0, 0, 0)), (MASK_CLOUD, "cloud", (255, 255, 255, 255)),
-                (MASK_NODATA, "no data", (0, 0, 0, 0))]
+MASK_CLASSES = [(MASK_CLEAR, "clear", styles.CLEAR_COLOR), (MASK_CLOUD, "cloud", styles.CLOUD_COLOR),
+                (MASK_NODATA, "no data", styles.NODATA_COLOR)]
 FLOAT_NODATA = -9999.0
 #: Output keys accepted by :func:`run_spectf`.
 OUTPUT_KEYS = ("mask", "probability", "attention", "top_wavelength")
@@ -502,8 +502,8 @@ def run_spectf(input_ds, model=DEFAULT_MODEL, outputs=None, input_type="auto", o
     if kind == "radiance":
         if irradiance is None and spectf.solar_irradiance_path:
             irradiance = spectf.solar_irradiance_path
-            monitor.info(f"Solar spectrum: the model's own ({os.path.basename(irradiance)}), as its reference "
-                         "implementation converts radiance; set IRRADIANCE to use another.")
+            monitor.info(f"Radiance is converted with the model's own solar spectrum ({os.path.basename(irradiance)}), "
+                         "as its reference implementation does; set IRRADIANCE to use another.")
         converter = _toa_converter(ds, (band_idx + 1).tolist(), observation, irradiance, solar_zenith,
                                    earth_sun_distance, monitor, names)
 

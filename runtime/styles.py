@@ -11,6 +11,8 @@ after a dialog run (``algorithms/output_styles.py``).
   output set; :func:`class_entries` / :func:`apply_classes` — the one class list and GDAL colour
   table (with category names) built from a model card's classes; :func:`parse_color` — the one
   colour parser (``#rrggbb``, ``#rrggbbaa``, ``[r, g, b(, a)]``).
+- :func:`write_true_color_qml` — multiband colour renderer for reflectance: the bands nearest
+  650/560/470 nm with a 2–98 % cumulative-cut stretch.
 
 Colours are ``(r, g, b, a)`` tuples of integers 0–255; ``a = 0`` is fully transparent.
 """
@@ -18,6 +20,25 @@ import math
 import os
 import re
 from xml.sax.saxutils import quoteattr
+
+#: Standard cloud-mask classes (value, label, RGBA) used by all cloud-mask outputs.
+CLEAR = 0
+CLOUD = 1
+SHADOW = 2
+NODATA = 255
+#: Mask colours chosen to read on imagery *and* on QGIS's white canvas: clear a translucent green
+#: (the image shows through, yet a clear scene is visibly a result and its legend swatch shows), cloud
+#: a light cyan (white would vanish on a white canvas), shadow a dark violet.
+CLEAR_COLOR = (46, 160, 67, 90)
+CLOUD_COLOR = (64, 210, 255, 255)
+SHADOW_COLOR = (96, 48, 150, 255)
+NODATA_COLOR = (0, 0, 0, 0)
+CLOUD_MASK_CLASSES = [
+    (CLEAR, "clear", CLEAR_COLOR),
+    (CLOUD, "cloud", CLOUD_COLOR),
+    (SHADOW, "cloud shadow", SHADOW_COLOR),
+    (NODATA, "no data", NODATA_COLOR),
+]
 
 #: Colour ramps (11 evenly spaced stops, from QGIS's default style) usable by name.
 RAMPS = {
@@ -264,3 +285,105 @@ def write_pseudocolor_qml(qml_path, vmin, vmax, band=1, ramp="viridis", opacity=
     ``ramp``: a name from :data:`RAMPS` (viridis, magma, inferno, turbo, spectral, greys) or a list
     of (r, g, b[, a]) colours spaced evenly from vmin to vmax."""
     return _write(qml_path, pseudocolor_qml(vmin, vmax, band, ramp, opacity, precision))
+
+
+#: Centre wavelengths (nm) of a true-colour composite: red, green, blue.
+TRUE_COLOR_NM = (650.0, 560.0, 470.0)
+
+
+def true_color_bands(wavelengths_nm, targets=TRUE_COLOR_NM, tolerance_nm=60.0):
+    """1-based band numbers nearest ``targets`` (red, green, blue), or None when a band is farther
+    than ``tolerance_nm`` from its target (no visible bands)."""
+    wl = [float(w) for w in wavelengths_nm]
+    if not wl:
+        return None
+    out = []
+    for target in targets:
+        i = min(range(len(wl)), key=lambda k: abs(wl[k] - target))
+        if abs(wl[i] - target) > tolerance_nm:
+            return None
+        out.append(i + 1)
+    return tuple(out)
+
+
+def multiband_qml(bands, mins, maxs, opacity=1.0, cut=(0.02, 0.98)):
+    """QML text for a multiband colour renderer: ``bands`` (red, green, blue; 1-based) stretched from
+    ``mins`` to ``maxs`` (data units), recorded as a cumulative-cut stretch of ``cut``."""
+    if len(bands) != 3 or len(mins) != 3 or len(maxs) != 3:
+        raise ValueError("a true-colour style needs three bands with three minima and maxima")
+    enhancements = []
+    for colour, lo, hi in zip(("red", "green", "blue"), mins, maxs):
+        lo, hi = float(lo), float(hi)
+        if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
+            raise ValueError(f"{colour}: the stretch needs finite minimum < maximum, got {lo}, {hi}")
+        enhancements.append(f"      <{colour}ContrastEnhancement>\n"
+                            f"        <minValue>{_num(lo)}</minValue>\n"
+                            f"        <maxValue>{_num(hi)}</maxValue>\n"
+                            "        <algorithm>StretchToMinimumMaximum</algorithm>\n"
+                            f"      </{colour}ContrastEnhancement>\n")
+    minmax = _MINMAX.replace("<limits>None</limits>", "<limits>CumulativeCut</limits>")
+    minmax = minmax.replace("<cumulativeCutLower>0.02<", f"<cumulativeCutLower>{_num(cut[0])}<")
+    minmax = minmax.replace("<cumulativeCutUpper>0.98<", f"<cumulativeCutUpper>{_num(cut[1])}<")
+    r, g, b = (int(x) for x in bands)
+    return (_HEADER
+            + f'    <rasterrenderer type="multibandcolor" opacity="{_num(opacity)}" alphaBand="-1" '
+              f'redBand="{r}" greenBand="{g}" blueBand="{b}" nodataColor="">\n'
+            + "      <rasterTransparency/>\n"
+            + minmax
+            + "".join(enhancements)
+            + "    </rasterrenderer>\n"
+            + _FOOTER)
+
+
+def cumulative_cut(raster_path, bands, cut=(0.02, 0.98), max_side=1024):
+    """Per band, the ``cut`` quantiles of the valid pixels (no data, NaN excluded), read on a grid
+    decimated to at most ``max_side`` pixels a side. Returns (mins, maxs)."""
+    import numpy as np
+    from osgeo import gdal
+
+    ds = gdal.Open(str(raster_path))
+    if ds is None:
+        raise ValueError(f"cannot open {raster_path}")
+    step = max(1, int(math.ceil(max(ds.RasterXSize, ds.RasterYSize) / float(max_side))))
+    w, h = max(1, ds.RasterXSize // step), max(1, ds.RasterYSize // step)
+    mins, maxs = [], []
+    for b in bands:
+        band = ds.GetRasterBand(int(b))
+        data = band.ReadAsArray(0, 0, ds.RasterXSize, ds.RasterYSize, w, h).astype(np.float64)
+        nodata = band.GetNoDataValue()
+        ok = np.isfinite(data) & ((data != nodata) if nodata is not None else True)
+        values = data[ok]
+        if values.size == 0:
+            lo, hi = 0.0, 1.0
+        else:
+            lo, hi = np.quantile(values, cut)
+            if hi <= lo:
+                hi = lo + max(abs(lo) * 1e-3, 1e-6)
+        mins.append(float(lo))
+        maxs.append(float(hi))
+    return mins, maxs
+
+
+def write_true_color_qml(qml_path, raster_path, wavelengths_nm, cut=(0.02, 0.98)):
+    """Write a true-colour style for a reflectance raster (bands nearest 650/560/470 nm, cumulative-cut
+    stretch computed from the raster); returns the path, or None when it has no visible bands."""
+    bands = true_color_bands(wavelengths_nm)
+    if bands is None:
+        return None
+    mins, maxs = cumulative_cut(raster_path, bands, cut)
+    return _write(qml_path, multiband_qml(bands, mins, maxs, cut=cut))
+
+
+def write_reflectance_style(raster_path):
+    """True-colour style beside a reflectance raster whose bands carry wavelengths (``out.qml``);
+    returns the path, or None when the raster has no bands near 650/560/470 nm."""
+    from osgeo import gdal
+
+    from .spectral import read_spectral_info
+
+    ds = gdal.Open(str(raster_path))
+    wavelengths = read_spectral_info(ds).wavelength_nm if ds is not None else None
+    ds = None
+    if wavelengths is None or len(wavelengths) == 0:
+        return None
+    return write_true_color_qml(qml_path_for(raster_path), raster_path, wavelengths)

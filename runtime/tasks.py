@@ -23,8 +23,15 @@ def _inputs(single, series, parameter="input"):
 
 def toareflectance(config, monitor, input, output, observation=None, irradiance=None, solar_zenith=None,
                    earth_sun_distance=None, radiance_units="auto"):
+    import os
+
     from . import toa
 
+    if irradiance and (str(irradiance).lower().endswith(".onnx")
+                       or (not os.path.exists(irradiance) and not os.path.dirname(irradiance))):
+        from . import registry  # a model (id or .onnx): convert with that model's own solar spectrum
+
+        irradiance = registry.solar_spectrum(irradiance, "irradiance")
     summary = toa.toa_reflectance(input, output, observation=observation, irradiance=irradiance,
                                   solar_zenith=solar_zenith, earth_sun_distance=earth_sun_distance,
                                   radiance_units=radiance_units, monitor=monitor, config=config)
@@ -47,12 +54,13 @@ def cloudmask(config, monitor, input, mask, model, input_type="auto", observatio
 
 
 def segment(config, monitor, classes, model, input=None, series=(), bands=None, overlap=None, batch_size=4,
-            device="auto", probabilities=None, confidence=None):
+            device="auto", probabilities=None, confidence=None, dates=None):
     from . import segmentation
 
     result = segmentation.run_segmentation(
         _inputs(input, series), model, {"classes": classes, "probabilities": probabilities, "confidence": confidence},
-        bands=bands or None, overlap=overlap, batch_size=batch_size, device=device, monitor=monitor, config=config)
+        bands=bands or None, overlap=overlap, batch_size=batch_size, device=device, monitor=monitor,
+        dates=dates or None, config=config)
     return {"OUTPUT": classes, "OUTPUT_PROBABILITIES": probabilities, "OUTPUT_CONFIDENCE": confidence,
             "VALID_PIXELS": result.valid_pixels, "CLASS_COUNTS": json.dumps(result.class_counts),
             "PROVIDER": result.provider, "_result": result}
@@ -126,8 +134,27 @@ def models(config, monitor, output_json=None):
             monitor.info(f"{card_summary(e.card)}\n  origin: {e.origin}\n  path: {e.path}\n"
                          f"  card: {json.dumps(e.card, sort_keys=True)}")
     if not entries:
-        monitor.info("No models found. Run `make setup` to build the bundled models, or set a model folder.")
+        monitor.info("No models found. Install one with Plugins ▸ Spectral Transformers ▸ Install model… "
+                     "(spectraltf:installmodel); the ukis-csmask models come with Install dependencies… "
+                     "(spectraltf:installdependencies).")
     text = json.dumps([e.as_dict() for e in entries], indent=1, sort_keys=True)
     if output_json:
         write_text_atomically(output_json, text, "OUTPUT_JSON")
     return {"MODELS": text, "COUNT": sum(1 for e in entries if not e.error), "OUTPUT_JSON": output_json or None}
+
+
+def installdependencies(config, monitor, device="auto", with_ukis=True, wheel_dir=None, index_url=None):
+    from . import deps
+
+    installer = deps.Installer(device=device, with_ukis=with_ukis, wheel_dir=wheel_dir or None,
+                               index_url=(index_url or "").strip() or None)
+    installed = installer.run(monitor)
+    monitor.info("Restart QGIS (or start a new qgis_process) to use them.")
+    return {"FOLDER": installer.target, "INSTALLED": ", ".join(installed)}
+
+
+def installmodel(config, monitor, source, sha256=None, card=None, overwrite=False):
+    from . import deps, model_install
+
+    installed = model_install.install_model(source, card=card, sha256=sha256, overwrite=overwrite, monitor=monitor)
+    return {"FOLDER": deps.models_dir(), "MODEL_IDS": ", ".join(m["id"] for m in installed), "COUNT": len(installed)}

@@ -19,7 +19,10 @@ positive total weight, and sides on the raster edge are not tapered (edge pixels
 down-weighted). The 2-D weight is the outer product of the two axis weights.
 
 A second scheme, ``padded``, reproduces ukis-csmask's tiling exactly (see :class:`TilePlan`) so
-its models give the same result as the package itself.
+its models give the same result as the package itself. A third, ``terratorch``, reproduces
+``terratorch.tasks.tiled_inference.tiled_inference`` (see :func:`terratorch_starts` and
+:func:`terratorch_ramp`) so models fine-tuned with TerraTorch give TerraTorch's own maps; it blends
+the model's raw outputs (logits), as TerraTorch does, not probabilities (:attr:`TilePlan.blend`).
 """
 from dataclasses import dataclass
 
@@ -109,7 +112,7 @@ def source_index(virtual, length, mode):
     return np.where(m < length, m, 2 * (length - 1) - m)
 
 
-SCHEMES = ("edge", "padded")
+SCHEMES = ("edge", "padded", "terratorch")
 #: Smallest window weight in the ``padded`` scheme (Tukey windows are 0 at the tile ends).
 MIN_WEIGHT = 1e-6
 
@@ -144,9 +147,22 @@ class TilePlan:
     def pad_mode(self):
         return "symmetric" if self.scheme == "padded" else "reflect"
 
+    @property
+    def blend(self):
+        """What is averaged over overlapping windows: ``logits`` (raw model output, TerraTorch) or
+        ``probabilities``."""
+        return "logits" if self.scheme == "terratorch" else "probabilities"
+
+    @property
+    def single(self):
+        """True when one window covers the raster and is run as is (TerraTorch skips tiling then)."""
+        return self.scheme == "terratorch" and self.height <= self.tile_h and self.width <= self.tile_w
+
     def _axis(self, start, tile, length):
         if self.scheme == "padded":  # floor: ukis' Tukey window is 0 at tile ends, never let a pixel get 0
             return np.maximum(tukey(tile, self.alpha), MIN_WEIGHT)
+        if self.scheme == "terratorch":
+            return terratorch_axis_weight(tile, tile - self.overlap, self.crop, self.single)
         return axis_weight(start, tile, length, self.overlap, self.crop)
 
     def inside(self, start, tile, length):
@@ -155,6 +171,12 @@ class TilePlan:
 
     def weight(self, row, col):
         """2-D blending weight (tile_h, tile_w) of the window at (row, col), float32."""
+        if self.scheme == "terratorch" and not self.single:  # TerraTorch adds 1e-6 to the 2-D mask
+            w = np.outer(self._axis(row, self.tile_h, self.height),
+                         self._axis(col, self.tile_w, self.width)).astype(np.float32)
+            d = self.crop
+            w[d:self.tile_h - d, d:self.tile_w - d] += np.float32(1e-6)
+            return w
         return np.outer(self._axis(row, self.tile_h, self.height),
                         self._axis(col, self.tile_w, self.width)).astype(np.float32)
 
@@ -183,6 +205,48 @@ def padded_starts(length, tile, overlap, step):
     return starts
 
 
+def terratorch_starts(length, crop, stride, delta, single=False):
+    """Window starts (raster pixels) of TerraTorch's ``tiled_inference`` along an axis.
+
+    TerraTorch reflect-pads the image by ``delta``, runs windows of ``crop`` at
+    ``range(0, L + 2·delta − crop − 1, stride)`` plus one flush with the padded edge, and keeps the
+    central ``crop − 2·delta`` pixels of each; in raster coordinates a window starts at
+    ``s − delta``. ``single`` (the whole raster fits one window) gives one window at 0: TerraTorch
+    then runs the model on the image as is."""
+    if single:
+        return [0]
+    lp = length + 2 * delta
+    if lp < crop:  # TerraTorch cannot tile this; one window centred on the padded axis
+        return [-delta]
+    starts = list(range(0, lp - crop - 1, stride)) + [lp - crop]
+    return [s - delta for s in starts]
+
+
+def terratorch_ramp(crop, stride, delta):
+    """TerraTorch's ``get_blend_mask`` along one axis: ``crop − 2·delta`` values, a cosine ramp
+    ``cos(π (i + 1) / (o + 1)) / 2 + 0.5`` (reversed on the leading side) over
+    ``o = min(crop // 2, crop − stride) − delta`` pixels at both ends, 1 inside (float32)."""
+    n = crop - 2 * delta
+    o = min(crop // 2, crop - stride) - delta
+    y = np.ones(n, dtype=np.float32)
+    if o:
+        pos = np.arange(n, dtype=np.float32)[:o]
+        r = (np.cos(np.float32(np.pi) * (pos + 1) / (o + 1)) / 2 + 0.5).astype(np.float32)
+        y[:o] = r[::-1]
+        y[-o:] = r
+    return y
+
+
+def terratorch_axis_weight(tile, stride, delta, single=False):
+    """Axis weight of a ``terratorch`` window (``tile`` values): 0 over the ``delta`` border that
+    TerraTorch crops away, :func:`terratorch_ramp` inside; all ones for a lone window."""
+    if single:
+        return np.ones(tile, dtype=np.float32)
+    w = np.zeros(tile, dtype=np.float32)
+    w[delta:tile - delta] = terratorch_ramp(tile, stride, delta)
+    return w
+
+
 def make_plan(height, width, tile, overlap, crop=0, scheme="edge"):
     """:class:`TilePlan` for a raster; ``tile`` is an int or (height, width); ``overlap`` in pixels
     or as a fraction (< 1) of the tile edge; ``crop`` in pixels (``edge`` scheme only)."""
@@ -195,6 +259,18 @@ def make_plan(height, width, tile, overlap, crop=0, scheme="edge"):
         raise ValueError("crop must be >= 0")
     if ov >= min(tile_h, tile_w):
         raise ValueError(f"overlap ({ov} px) must be smaller than the tile ({min(tile_h, tile_w)} px)")
+    if scheme == "terratorch":
+        # overlap = crop − stride, crop = TerraTorch's delta (reduced as TerraTorch does when too big)
+        if tile_h != tile_w:
+            raise ValueError("the terratorch tiling scheme needs square tiles")
+        stride = tile_h - ov
+        if stride < 1:
+            raise ValueError(f"overlap ({ov} px) must be smaller than the tile ({tile_h} px)")
+        crop = min(crop, (tile_h - stride) // 2)
+        single = height <= tile_h and width <= tile_w
+        rows = tuple(terratorch_starts(height, tile_h, stride, crop, single))
+        cols = tuple(terratorch_starts(width, tile_w, stride, crop, single))
+        return TilePlan(int(height), int(width), tile_h, tile_w, ov, crop, rows, cols, scheme)
     if scheme == "padded":
         if tile_h != tile_w:
             raise ValueError("the padded tiling scheme needs square tiles")

@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from . import raster_io, solar
+from . import raster_io, solar, styles
 from .dates import acquisition_time  # noqa: F401 (the one acquisition-time reader, also toa.acquisition_time)
 from .errors import InputError
 from .monitor import ensure
@@ -434,5 +434,8 @@ def toa_reflectance(input_path, output_path, observation=None, irradiance=None, 
             rho[:, ~ok] = NODATA
             valid_pixels += int(ok.sum())
             writer.write(win, rho)
+        writer.close()  # complete on disk, so the style's stretch can read it; committed with it below
+        with raster_io.read_only():
+            styles.write_true_color_qml(outs.style_path("OUTPUT"), writer.path, conv.wavelength_nm)
     return {"output": output_path, "bands": nb, "earth_sun_distance": conv.earth_sun_distance,
             "solar_zenith": conv.solar_zenith, "valid_pixels": valid_pixels, "notes": conv.notes}

@@ -7,7 +7,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 data="${SPECTRALTF_SHARED_DATA:-$here/../shared/data}"
 out="$here/out"
 py="$here/.venv/bin/python"
-qp="$here/scripts/qgis_process"
+qp="${SPECTRALTF_QGIS_PROCESS:-$here/scripts/qgis_process}"  # docs_images.sh: the ZIP-installed plugin
 # Keep GDAL from writing .aux.xml side files (histograms QGIS computes) beside the shared inputs.
 export GDAL_PAM_ENABLED=NO
 

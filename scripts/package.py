@@ -8,8 +8,10 @@ folder ``spectral_transformers/`` holding only what QGIS runs:
   ``algorithms/``, ``processing_provider/``, ``runtime/``, ``gui/``, ``resources/``;
 - never shipped: ``tests/``, ``bench/``, ``training/`` (needs PyTorch, only used to build models
   outside QGIS), ``scripts/``, ``docs/``, model files (``models/``, ``*.onnx``), build outputs
-  (``build/``, ``out/``, ``dist/``, ``.venv``, ``__pycache__``, ``ext-libs/``); ``--with-models``
-  adds the built model store ``models/<id>.onnx`` + cards.
+  (``build/``, ``out/``, ``dist/``, ``.venv``, ``__pycache__``, ``ext-libs/``);
+- models: by default the SpecTf cloud models built by ``make setup`` (``models/spectf-cloud-*.onnx`` +
+  cards, probability-only variants, solar spectra; Apache-2.0, shipped with ``LICENSE.SpecTf`` and an
+  attribution notice); ``--with-models`` ships the whole built store, ``--no-models`` none.
 
 The file list comes from git (tracked files plus new files that are not ignored), so ignored
 junk never ships; ``--tracked-only`` uses committed/staged files only (for releases). Without git
@@ -129,8 +131,47 @@ def check_sources(files):
                 raise SystemExit(f"package: {path} imports {', '.join(sorted(bad))}, which the ZIP leaves out")
 
 
-def model_files():
-    """The built model store (``models/<id>.onnx`` + card ``<id>.json`` + external ``.onnx.data``)."""
+#: Models the release ZIP ships by default (Apache-2.0, a few hundred kB): the SpecTf cloud models.
+SHIPPED_MODELS = ("spectf-cloud-v0.1.0", "spectf-cloud-v0.0.1")
+SPECTF_LICENSE = os.path.join(os.path.dirname(REPO), "shared", "data", "spectf", "LICENSE")
+MODELS_NOTICE = """SpecTf cloud models shipped with Spectral Transformers
+=====================================================
+
+spectf-cloud-v0.1.0.onnx, spectf-cloud-v0.0.1.onnx (+ their cards, probability-only variants in
+variants/, and the solar spectrum files *.solar.csv) are converted from the published SpecTf EMIT
+cloud-model weights and SpecTf's solar irradiance table (irr.npy):
+
+  SpecTf: Spectroscopic Transformer, https://github.com/emit-sds/SpecTf
+  Jake H. Lee, Michael Kiper, David R. Thompson, Philip G. Brodrick
+  Jet Propulsion Laboratory, California Institute of Technology
+  Paper: arXiv:2501.04916
+
+Licensed under the Apache License, Version 2.0 (LICENSE.SpecTf beside this file). The conversion
+to ONNX (graph export, model cards) was done by Spectral Transformers; the weights are unchanged.
+"""
+
+
+def _card_files(stem, store):
+    """Files a model's card names beside it (solar spectrum, graph variants and their cards)."""
+    card = os.path.join(store, stem + ".json")
+    if not os.path.isfile(card):
+        return []
+    import json
+
+    with open(card, encoding="utf-8") as f:
+        data = json.load(f)
+    refs = []
+    if isinstance(data.get("solar_irradiance_file"), str):
+        refs.append(data["solar_irradiance_file"])
+    for rel in (data.get("variants") or {}).values():
+        if isinstance(rel, str):
+            refs += [rel, rel[:-5] + ".json"] if rel.endswith(".onnx") else [rel]
+    return [r for r in refs if ".." not in r.split("/") and os.path.isfile(os.path.join(store, r))]
+
+
+def model_files(ids=None):
+    """The built model store: ``models/<id>.onnx`` + card ``<id>.json`` + external ``.onnx.data`` + the
+    files the card names (all models, or only ``ids``)."""
     store = os.path.join(REPO, "models")
     if not os.path.isdir(store):
         return []
@@ -138,17 +179,39 @@ def model_files():
     for name in sorted(os.listdir(store)):
         if name.endswith(".onnx"):
             stem = name[:-5]
+            if ids is not None and stem not in ids:
+                continue
             files += [f"models/{n}" for n in (name, stem + ".json", name + ".data")
                       if os.path.isfile(os.path.join(store, n))]
+            files += [f"models/{r}" for r in _card_files(stem, store)]
     return files
 
 
-def build(output_dir=None, tracked_only=False, with_models=False):
-    """Write the ZIP; returns (zip path, list of archive names)."""
+def build(output_dir=None, tracked_only=False, with_models="default"):
+    """Write the ZIP; returns (zip path, list of archive names).
+
+    ``with_models``: ``"default"`` ships the SpecTf models (:data:`SHIPPED_MODELS`, with their
+    licence and attribution; missing ones fail the build), ``"all"`` the whole built store,
+    ``"none"``/False no models."""
     meta = read_metadata()
     files = plugin_files(tracked_only)
-    if with_models:
-        files += model_files()
+    extra = {}
+    if with_models is True:
+        with_models = "all"
+    if with_models in ("default", "all"):
+        models = model_files(None if with_models == "all" else SHIPPED_MODELS)
+        if with_models == "default":
+            missing = [m for m in SHIPPED_MODELS if f"models/{m}.onnx" not in models]
+            if missing:
+                raise SystemExit(f"package: models/{missing[0]}.onnx is not built (run `make setup`), or pass "
+                                 "--no-models")
+        files += models
+        if any(f.startswith("models/spectf-") for f in models):
+            if not os.path.isfile(SPECTF_LICENSE):
+                raise SystemExit(f"package: the SpecTf licence {SPECTF_LICENSE} is missing; it must ship with "
+                                 "the SpecTf models (or pass --no-models)")
+            extra["models/LICENSE.SpecTf"] = SPECTF_LICENSE
+            extra["models/NOTICE.SpecTf.txt"] = MODELS_NOTICE
     for required in ("__init__.py", "plugin.py", "metadata.txt", meta["icon"] if "icon" in meta else None):
         if required and required not in files:
             raise SystemExit(f"package: {required} is missing from the file list")
@@ -164,6 +227,13 @@ def build(output_dir=None, tracked_only=False, with_models=False):
                 name = f"{PLUGIN}/{path}"
                 zf.write(os.path.join(REPO, path), name)
                 names.append(name)
+            for path, content in extra.items():
+                name = f"{PLUGIN}/{path}"
+                if os.path.isfile(content):
+                    zf.write(content, name)
+                else:
+                    zf.writestr(name, content)
+                names.append(name)
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
@@ -176,12 +246,15 @@ def main(argv=None):
     parser.add_argument("--output-dir", help="where to write the ZIP (default: dist/)")
     parser.add_argument("--tracked-only", action="store_true",
                         help="only files git tracks (committed or staged), for release builds")
-    parser.add_argument("--with-models", action="store_true",
-                        help="also ship the built model store models/*.onnx (+ cards); check the weights' "
-                             "licences allow redistribution")
+    models = parser.add_mutually_exclusive_group()
+    models.add_argument("--with-models", dest="models", action="store_const", const="all", default="default",
+                        help="ship the whole built model store models/*.onnx (+ cards); check the weights' "
+                             "licences allow redistribution (default: the SpecTf models only)")
+    models.add_argument("--no-models", dest="models", action="store_const", const="none",
+                        help="ship no models (the plugin then needs Install model)")
     parser.add_argument("--list", action="store_true", help="print the archive's file names")
     args = parser.parse_args(argv)
-    target, names = build(args.output_dir, args.tracked_only, args.with_models)
+    target, names = build(args.output_dir, args.tracked_only, args.models)
     if args.list:
         print("\n".join(names))
     size = os.path.getsize(target)

@@ -4,7 +4,9 @@ Usage: render_docs_images.py OUT_DIR IMAGES_DIR
 
 Reads the real outputs that docs_images.sh produced in OUT_DIR and writes PNGs to IMAGES_DIR:
 - maps rendered by ``QgsMapRendererParallelJob`` (each layer styled by the QML the algorithm wrote);
-(the dialog screenshot comes from ``tests/test_dialogs.py`` with SPECTRALTF_SCREENSHOT_DIR set).
+- screenshots of the cloud-mask and *Install model* (model manager) Processing dialogs.
+The plugin is imported from ``SPECTRALTF_PLUGIN_DIR`` (the ZIP-installed copy made by
+``scripts/zip_profile.sh``).
 """
 import os
 import sys
@@ -111,9 +113,74 @@ def main(out_dir, images_dir):
                os.path.join(images_dir, "attention_top_wavelength.png"))
     if os.path.exists(j("ltae_attention.tif")):
         render([load(j("ltae_attention.tif"), "LTAE attention")], os.path.join(images_dir, "ltae_attention.png"))
-    if os.path.exists(toa):
-        render([rgb(toa, "EMIT TOA reflectance", [band_near(toa, 650), band_near(toa, 560), band_near(toa, 470)])],
-               os.path.join(images_dir, "toa_rgb.png"))
+    if os.path.exists(toa):  # the true-colour style spectraltf:toareflectance wrote beside it
+        render([load(toa, "EMIT TOA reflectance")], os.path.join(images_dir, "toa_rgb.png"))
+    if os.path.exists(j("cloud_mask.tif")) and os.path.exists(toa):  # a clear scene is visibly a result
+        render([load(j("cloud_mask.tif"), "SpecTf cloud mask"), load(toa, "EMIT TOA reflectance")],
+               os.path.join(images_dir, "cloudmask_clear.png"))
+
+
+def grab_dialog(algorithm_id, png, layer_path=None, size=(960, 720)):
+    """Open ``algorithm_id`` in QGIS's Processing dialog (as the Toolbox does) and save a screenshot."""
+    from processing.gui.AlgorithmDialog import AlgorithmDialog
+    from qgis.core import QgsProject
+
+    layer = None
+    if layer_path:
+        layer = QgsRasterLayer(layer_path, os.path.splitext(os.path.basename(layer_path))[0])
+        QgsProject.instance().addMapLayer(layer)
+    alg = QgsApplication.processingRegistry().createAlgorithmById(algorithm_id)
+    if alg is None:
+        raise SystemExit(f"{algorithm_id} is not registered")
+    dialog = AlgorithmDialog(alg)
+    dialog.resize(*size)
+    dialog.show()
+    for _ in range(40):
+        QgsApplication.processEvents()
+    if not dialog.grab().save(png, "PNG"):
+        raise SystemExit(f"cannot write {png}")
+    print(f"wrote {png}")
+    dialog.close()
+    if layer is not None:
+        QgsProject.instance().removeMapLayer(layer.id())
+
+
+class _StubIface:
+    """What the Processing dialogs ask of ``qgis.utils.iface`` outside the QGIS desktop."""
+
+    def __init__(self):
+        from qgis.gui import QgsBrowserGuiModel, QgsMapCanvas, QgsMessageBar
+        from qgis.PyQt.QtWidgets import QMainWindow
+
+        self._window = QMainWindow()
+        self._canvas = QgsMapCanvas(self._window)
+        self._bar = QgsMessageBar(self._window)
+        self._browser = QgsBrowserGuiModel()
+
+    def mainWindow(self):  # noqa: N802
+        return self._window
+
+    def mapCanvas(self):  # noqa: N802
+        return self._canvas
+
+    def messageBar(self):  # noqa: N802
+        return self._bar
+
+    def browserModel(self):  # noqa: N802
+        return self._browser
+
+    def activeLayer(self):  # noqa: N802
+        return None
+
+    def __getattr__(self, name):  # anything else: a harmless no-op
+        return lambda *args, **kwargs: None
+
+
+def _stub_iface():
+    import qgis.utils
+
+    qgis.utils.iface = _StubIface()
+    return qgis.utils.iface
 
 
 if __name__ == "__main__":
@@ -123,9 +190,19 @@ if __name__ == "__main__":
     from processing.core.Processing import Processing
 
     Processing.initialize()
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "build", "plugins"))
+    # The plugin as installed from the ZIP (scripts/zip_profile.sh), not this source tree.
+    plugin_dir = os.environ.get("SPECTRALTF_PLUGIN_DIR") or os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "build", "plugins")
+    sys.path.insert(0, plugin_dir)
+    import spectral_transformers
     from spectral_transformers.processing_provider.provider import SpectralTransformersProvider
 
-    QgsApplication.processingRegistry().addProvider(SpectralTransformersProvider())
+    print(f"plugin: {os.path.dirname(spectral_transformers.__file__)}")
+    provider = SpectralTransformersProvider()
+    QgsApplication.processingRegistry().addProvider(provider)
     main(sys.argv[1], sys.argv[2])
+    keep = _stub_iface()
+    grab_dialog("spectraltf:cloudmask", os.path.join(sys.argv[2], "dialog_cloudmask.png"),
+                os.environ.get("SPECTRALTF_EMIT_LAYER"))
+    grab_dialog("spectraltf:installmodel", os.path.join(sys.argv[2], "dialog_installmodel.png"), size=(900, 560))
     app.exitQgis()

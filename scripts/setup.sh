@@ -72,4 +72,7 @@ if [ -f .venv/torch-unavailable ]; then
 elif [ -f training/build_store.py ]; then
   .venv/bin/python -m spectral_transformers.training.build_store --quiet
 fi
+# Wheelhouse for the end-to-end ZIP install test (issue 10; see scripts/wheelhouse.sh).
+bash scripts/wheelhouse.sh
+
 echo "setup: done ($(scripts/qgis_process --version 2>/dev/null | head -1))"

@@ -168,9 +168,11 @@ def test_streaming_matches_single_batch_onnx(tmp_path, tiny, block_rows, batch):
     assert res.valid_pixels == valid.sum() and res.cloud_pixels == int((prob >= 0.5).sum())
     mds = gdal.Open(out["mask"])
     ct = mds.GetRasterBand(1).GetColorTable()
-    assert ct.GetColorEntry(1)[:3] == (255, 255, 255)  # GeoTIFF palettes carry no alpha: see the QML
+    from spectral_transformers.runtime import styles
+
+    assert ct.GetColorEntry(1)[:3] == styles.CLOUD_COLOR[:3]  # GeoTIFF palettes carry no alpha: see the QML
     qml = (tmp_path / "m.qml").read_text()
-    assert 'value="0" color="#000000" alpha="0"' in qml and 'value="1" color="#ffffff" alpha="255"' in qml
+    assert 'value="0" color="#2ea043" alpha="90"' in qml and 'value="1" color="#40d2ff" alpha="255"' in qml
     assert 'value="255" color="#000000" alpha="0"' in qml
     assert "singlebandpseudocolor" in (tmp_path / "p.qml").read_text()
     assert pds.GetRasterBand(1).GetNoDataValue() == -9999

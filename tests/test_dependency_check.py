@@ -17,7 +17,8 @@ def fresh(qgis_app, qgis_iface, monkeypatch):
     qgis_iface.messageBar().clear_messages()
     qgis_iface.messageBar().clearWidgets()
     started = []
-    monkeypatch.setattr(dc, "start_install", lambda iface, package=None, command=None: started.append(package))
+    monkeypatch.setattr(dc, "start_install",
+                        lambda iface, installer=None: started.append(dc._installer(installer).package))
     yield started
     QgsSettings().remove(dc.DECLINED_KEY)
     dc.reset_session()
@@ -70,7 +71,8 @@ def test_missing_yes_starts_install_of_right_package(fresh, missing, qgis_iface,
     assert dc.check_once(qgis_iface) == "installing"
     assert fresh == [package]
     (text,) = questions.asked
-    assert f"'{package}'" in text and deps.EXT_LIBS in text and "--target" in text
+    assert f"'{package}'" in text and deps.deps_dir() in text and "ukis-csmask" in text  # one consent for both
+    assert deps.python_executable() in text
     assert dc.check_once(qgis_iface) == "already-checked"  # once per session
     assert len(questions.asked) == 1
 
@@ -84,7 +86,8 @@ def test_missing_no_is_remembered_and_later_sessions_only_notify(fresh, missing,
     assert fresh == []
     assert QgsSettings().value(dc.DECLINED_KEY, False, type=bool)
     bar = qgis_iface.messageBar()
-    assert bar.currentItem() is not None and "ONNX Runtime is not installed" in bar.currentItem().text()
+    assert bar.currentItem() is not None and "ONNX Runtime is missing" in bar.currentItem().text()
+    assert len(bar.currentItem().text()) <= 70  # fits the message bar (the old text was cut off)
 
     dc.reset_session()  # next QGIS session: no dialog, just the notice
     bar.clearWidgets()
@@ -102,6 +105,27 @@ def test_missing_no_is_remembered_and_later_sessions_only_notify(fresh, missing,
     assert len(questions.asked) == 2 and fresh == [deps.onnxruntime_package()]
 
 
+class FakeInstaller:
+    """Stands in for runtime.deps.Installer (the real one is tested in test_deps / test_zip_install)."""
+
+    package, with_ukis, target, python = "onnxruntime", True, "/tmp/deps", sys.executable
+
+    def __init__(self, outcome):
+        self.outcome = outcome
+
+    def packages(self):
+        return ["onnxruntime", "ukis-csmask"]
+
+    def run(self, monitor):
+        monitor.info("Collecting onnxruntime")
+        monitor.progress(0.5)
+        if self.outcome == "fail":
+            raise DependencyError("pip failed (exit code 1): ERROR: No matching distribution found for onnxruntime")
+        if self.outcome == "cancel":
+            raise dc.Cancelled()
+        return ["onnxruntime==1.0", "ukis-csmask==1.0.0"]
+
+
 def test_install_task_success_reports_runtime(qgis_app, qgis_iface, monkeypatch):
     pytest.importorskip("onnxruntime")
     from qgis.core import QgsSettings
@@ -111,26 +135,25 @@ def test_install_task_success_reports_runtime(qgis_app, qgis_iface, monkeypatch)
     QgsSettings().setValue(dc.DECLINED_KEY, True)
     bar = qgis_iface.messageBar()
     bar.clear_messages()
-    task = dc.start_install(qgis_iface, "onnxruntime",
-                            [sys.executable, "-c", "print('Collecting onnxruntime'); print('Successfully installed')"])
+    task = dc.start_install(qgis_iface, FakeInstaller("ok"))
     assert dc.wait_for(task)
-    assert task.returncode == 0 and "Successfully installed" in task.output
+    assert task.installed == ["onnxruntime==1.0", "ukis-csmask==1.0.0"] and "Collecting onnxruntime" in task.lines
     (message,) = bar.get_messages(MESSAGE_SUCCESS)
-    assert "Installed onnxruntime" in message and "ONNX Runtime" in message
+    assert "Installed onnxruntime" in message and "Restart QGIS" in message
     assert not QgsSettings().contains(dc.DECLINED_KEY)
 
 
-def test_install_task_failure_reports_command(qgis_app, qgis_iface):
+@pytest.mark.parametrize("outcome,expected", [("fail", "failed: pip failed (exit code 1)"),
+                                              ("cancel", "was cancelled; nothing was installed")])
+def test_install_task_failure_or_cancel_reports_one_line(qgis_app, qgis_iface, outcome, expected):
     from spectral_transformers.qgis_compat import MESSAGE_CRITICAL
 
     bar = qgis_iface.messageBar()
     bar.clear_messages()
-    task = dc.start_install(qgis_iface, "onnxruntime",
-                            [sys.executable, "-c", "import sys; print('ERROR: no matching distribution'); sys.exit(1)"])
+    task = dc.start_install(qgis_iface, FakeInstaller(outcome))
     assert dc.wait_for(task)
-    assert task.returncode == 1
     (message,) = bar.get_messages(MESSAGE_CRITICAL)
-    assert "failed (exit code 1)" in message
+    assert expected[:40] in message and "\n" not in message and len(message) < 160
 
 
 def test_plugin_init_gui_runs_the_check(qgis_iface, monkeypatch):
@@ -145,11 +168,27 @@ def test_plugin_init_gui_runs_the_check(qgis_iface, monkeypatch):
     assert calls == [qgis_iface]
 
 
-def test_headless_message_gives_exact_command(monkeypatch):
-    monkeypatch.setattr(deps, "has_nvidia_gpu", lambda: False)
+def test_headless_message_names_the_installer(monkeypatch):
     message = deps.missing_message("onnxruntime")
-    assert deps.format_command(deps.install_command("onnxruntime")) in message
-    assert "--target" in message and deps.EXT_LIBS in message
-    import numpy
+    assert "spectraltf:installdependencies" in message and deps.deps_dir() in message
+    assert "make " not in message
 
-    assert f"numpy=={numpy.__version__}" in deps.install_command("onnxruntime")
+
+def test_plugin_menu_opens_the_model_manager_and_the_installer(qgis_iface, monkeypatch, tmp_path):
+    """Plugins ▸ Spectral Transformers: Install model…, List models, Install dependencies…, Open model folder."""
+    from spectral_transformers.gui import menu
+
+    monkeypatch.setenv(deps.ENV_DATA_DIR, str(tmp_path / "data"))
+    opened = []
+    monkeypatch.setattr(menu, "open_algorithm_dialog", lambda algorithm_id: opened.append(algorithm_id))
+    monkeypatch.setattr(menu.QDesktopServices, "openUrl", lambda url: opened.append(url.toLocalFile()))
+    monkeypatch.setattr(qgis_iface, "removePluginMenu", lambda name, action: None, raising=False)
+    plugin_menu = menu.PluginMenu(qgis_iface)
+    actions = {a.text(): a for a in plugin_menu.add()}
+    assert list(actions) == ["Install model…", "List models", "Install dependencies…", "Open model folder"]
+    for action in actions.values():
+        action.trigger()
+    assert opened == ["spectraltf:installmodel", "spectraltf:models", "spectraltf:installdependencies",
+                      deps.models_dir()]
+    plugin_menu.remove()
+    assert plugin_menu.actions == []

@@ -9,7 +9,8 @@ import pytest
 
 from support import shared
 
-ALGORITHMS = ["toareflectance", "cloudmask", "segment", "attentionmaps", "orthorectify", "models"]
+ALGORITHMS = ["toareflectance", "cloudmask", "segment", "attentionmaps", "orthorectify", "models", "installmodel",
+              "installdependencies"]
 
 
 @pytest.fixture

@@ -12,11 +12,11 @@ import os
 
 import numpy as np
 import pytest
-import yaml
 
-torch = pytest.importorskip("torch")
+from support import qgis_process, require_torch, shared
 
-from support import qgis_process, shared  # noqa: E402
+torch = require_torch()
+import yaml  # noqa: E402
 
 from spectral_transformers.runtime import model_card, tile_norm  # noqa: E402
 from spectral_transformers.training import foundation_io as fio  # noqa: E402

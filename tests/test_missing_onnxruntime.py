@@ -23,16 +23,20 @@ def _qgis_process_without_onnxruntime(tmp_path, *args):
 def test_provider_loads_and_errors_name_the_install_command(tmp_path):
     listed = _qgis_process_without_onnxruntime(tmp_path, "list")
     assert listed.returncode == 0, listed.stderr
-    for alg in ("toareflectance", "cloudmask", "segment", "attentionmaps", "models", "orthorectify"):
+    for alg in ("toareflectance", "cloudmask", "segment", "attentionmaps", "models", "orthorectify",
+                "installmodel", "installdependencies"):
         assert f"spectraltf:{alg}" in listed.stdout
 
     out = tmp_path / "mask.tif"
     run = _qgis_process_without_onnxruntime(
         tmp_path, "run", "spectraltf:cloudmask", "--", f"INPUT={shared('emit', 'emit_l2a_rfl_10x10.img')}",
-        f"OUTPUT={out}")
+        "MODEL=no-such-model", f"OUTPUT={out}")
     text = run.stdout + run.stderr
     assert run.returncode != 0
-    assert "onnxruntime" in text and "pip install" in text and "ext-libs" in text, text
+    # The ONNX Runtime message comes first (before any model lookup), names what to do as a ZIP user,
+    # and no developer command.
+    assert "ONNX Runtime is not installed" in text and "spectraltf:installdependencies" in text, text
+    assert "make setup" not in text and "no model with id" not in text
     assert "Traceback (most recent call last)" not in text
     assert not out.exists()
 

@@ -44,17 +44,27 @@ def test_zip_content(built_zip):
         metadata = zf.read(TOP + "metadata.txt").decode("utf-8")
     assert all(n.startswith(TOP) for n in names)
     rel = [n[len(TOP):] for n in names]
-    for required in ("__init__.py", "plugin.py", "metadata.txt", "resources/icon.svg",
+    for required in ("__init__.py", "plugin.py", "qgis_compat.py", "metadata.txt", "resources/icon.svg",
                      "processing_provider/provider.py", "processing_provider/settings.py",
                      "algorithms/__init__.py", "algorithms/base.py", "runtime/onnx_backend.py",
                      "runtime/styles.py", "gui/dependency_check.py"):
         assert required in rel, required
     top_dirs = {r.split("/", 1)[0] for r in rel if "/" in r}
-    assert top_dirs <= {"algorithms", "processing_provider", "runtime", "gui", "resources"}, top_dirs
+    assert top_dirs <= {"algorithms", "processing_provider", "runtime", "gui", "resources", "models"}, top_dirs
     for name in rel:
-        assert "__pycache__" not in name and not name.endswith((".pyc", ".onnx", ".onnx.data", ".partial"))
-        assert not name.startswith(("tests/", "training/", "bench/", "build/", "dist/", ".venv", "models/",
+        assert "__pycache__" not in name and not name.endswith((".pyc", ".partial"))
+        assert not name.startswith(("tests/", "training/", "bench/", "build/", "dist/", ".venv",
                                     "ext-libs/", "scripts/", "docs/"))
+    # Models: exactly the SpecTf models with their cards, variants, solar spectra, licence and notice.
+    models = sorted(r for r in rel if r.startswith("models/"))
+    pkg = _package_module()
+    assert models == sorted(["models/LICENSE.SpecTf", "models/NOTICE.SpecTf.txt"]
+                            + [f for f in pkg.model_files(pkg.SHIPPED_MODELS)]), models
+    for mid in pkg.SHIPPED_MODELS:
+        for suffix in (".onnx", ".json", ".solar.csv"):
+            assert f"models/{mid}{suffix}" in rel
+        assert f"models/variants/{mid}.probability.onnx" in rel
+    assert not any(r.endswith(".onnx") and not r.startswith("models/") for r in rel)
     # Every algorithm module the provider registers is in the ZIP.
     algorithm_modules = {p.stem for p in (REPO / "algorithms").glob("*.py")}
     assert {f"algorithms/{m}.py" for m in algorithm_modules} <= set(rel)
@@ -71,6 +81,7 @@ def test_selection_rules():
     pkg = _package_module()
     assert pkg.wanted("plugin.py") and pkg.wanted("runtime/styles.py") and pkg.wanted("resources/solar/x.csv")
     for path in ("tests/test_plugin.py", "training/build_store.py", "models/spectf-cloud-v0.1.0.onnx",
+                 "models/README.md",
                  "runtime/__pycache__/styles.cpython-311.pyc", "runtime/model.onnx", "ext-libs/numpy/__init__.py",
                  "gui/ext-libs/x.py", "Makefile", "README.md", "runtime/.hidden", "docs/sections/install.md"):
         assert not pkg.wanted(path), path
@@ -117,6 +128,7 @@ def test_zip_installs_into_fresh_profile(built_zip, tmp_path):
 
     importlib.reload(algorithms)  # the list as in the source tree the ZIP was just built from
     expected = {f"spectraltf:{cls().name()}" for cls in algorithms.algorithm_classes()}
+    expected |= {f"spectraltf:{p.stem}" for p in (REPO / "resources" / "workflows").glob("*.model3")}
     assert set(provider["algorithms"]) == expected
     if importlib.util.find_spec("onnxruntime") is not None:
         assert provider["version"].startswith("ONNX Runtime ")
@@ -124,13 +136,48 @@ def test_zip_installs_into_fresh_profile(built_zip, tmp_path):
     assert list(installed.glob("processing_provider/__pycache__/provider*.pyc"))
 
 
+def test_shipped_models_load_from_the_unpacked_zip(built_zip, tmp_path):
+    """The SpecTf models in a default ZIP resolve through the registry of the *unpacked* plugin and run."""
+    pytest.importorskip("onnxruntime")
+    with zipfile.ZipFile(built_zip) as zf:
+        zf.extractall(tmp_path)
+        licence = zf.read(TOP + "models/LICENSE.SpecTf").decode("utf-8")
+        notice = zf.read(TOP + "models/NOTICE.SpecTf.txt").decode("utf-8")
+    assert "Apache License" in licence and "Version 2.0" in licence
+    assert "emit-sds/SpecTf" in notice and "Apache" in notice
+    code = (
+        "import json, sys; sys.path.insert(0, sys.argv[1])\n"
+        "import numpy as np\n"
+        "from spectral_transformers.runtime import registry, spectf\n"
+        "out = {}\n"
+        "wl = np.linspace(380.0, 2500.0, 285)\n"
+        "for mid in ('spectf-cloud-v0.1.0', 'spectf-cloud-v0.0.1'):\n"
+        "    e = registry.resolve(mid, task='spectral-cloud-mask')\n"
+        "    p, _, used = spectf.predict_spectra(mid, np.full((8, 285), 0.3, np.float32), wl, device='cpu')\n"
+        "    out[mid] = {'origin': e.origin, 'path': e.path, 'solar': e.card.get('solar_irradiance_file'),\n"
+        "                'p': [float(v) for v in p], 'bands': int(used.size)}\n"
+        "print(json.dumps(out))\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
+    env["SPECTRALTF_DATA_DIR"] = str(tmp_path / "data")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, env=env,
+                          timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    found = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert set(found) == {"spectf-cloud-v0.1.0", "spectf-cloud-v0.0.1"}
+    for mid, entry in found.items():
+        assert entry["origin"] == "plugin store"
+        assert entry["path"].startswith(str(tmp_path / "spectral_transformers" / "models")), entry
+        assert (tmp_path / "spectral_transformers" / "models" / entry["solar"]).is_file()
+        assert len(entry["p"]) == 8 and all(0.0 <= v <= 1.0 for v in entry["p"]) and entry["bands"] < 285
+
+
 def test_with_models_ships_the_store(tmp_path):
     pkg = _package_module()
     store = pkg.model_files()
     if not store:
         pytest.skip("no built models in models/ (run `make setup`)")
-    target, names = pkg.build(str(tmp_path), with_models=True)
+    target, names = pkg.build(str(tmp_path), with_models="all")
     assert {TOP + f for f in store} <= set(names)
     assert any(n.endswith(".onnx") for n in names)
-    _, plain = pkg.build(str(tmp_path / "plain"))
+    _, plain = pkg.build(str(tmp_path / "plain"), with_models="none")
     assert not any("/models/" in n for n in plain)

@@ -106,9 +106,9 @@ def test_table_is_complete():
 
 # -- the Processing algorithms are generated from the table -------------------------------------------
 def test_algorithms_are_built_from_the_table(processing_provider):
-    from qgis.core import QgsApplication, QgsProcessingParameterDefinition
+    from qgis.core import QgsApplication
 
-    from spectral_transformers.qgis_compat import PARAMETER_FLAG_ADVANCED
+    from spectral_transformers.qgis_compat import PARAMETER_FLAG_ADVANCED, PARAMETER_FLAG_OPTIONAL
 
     for task in table.TASKS.values():
         alg = QgsApplication.processingRegistry().createAlgorithmById(f"spectraltf:{task.name}")
@@ -118,8 +118,7 @@ def test_algorithms_are_built_from_the_table(processing_provider):
             d = alg.parameterDefinition(p.name)
             assert d.description() == p.label
             assert bool(d.flags() & PARAMETER_FLAG_ADVANCED) == p.advanced, (task.name, p.name)
-            assert bool(d.flags() & QgsProcessingParameterDefinition.FlagOptional) == \
-                p.optional, (task.name, p.name)
+            assert bool(d.flags() & PARAMETER_FLAG_OPTIONAL) == p.optional, (task.name, p.name)
         assert {o.name() for o in alg.outputDefinitions()} >= {p.name for p in task.outputs}
     seg = QgsApplication.processingRegistry().createAlgorithmById("spectraltf:segment")
     assert seg.parameterDefinition("INPUT").type() == "raster"  # one raster where one is expected

@@ -50,11 +50,15 @@ def test_cloud_mask_classes_load_as_paletted(qgis_app, tmp_path):
     assert renderer.usesBands() == [1]  # band() is deprecated since 3.38
     got = {c.value: (c.label, c.color.getRgb()) for c in renderer.classes()}
     assert got == {
-        0: ("clear", (0, 0, 0, 0)),
-        1: ("cloud", (255, 255, 255, 255)),
-        2: ("cloud shadow", (64, 64, 64, 255)),
+        0: ("clear", styles.CLEAR_COLOR),
+        1: ("cloud", styles.CLOUD_COLOR),
+        2: ("cloud shadow", styles.SHADOW_COLOR),
         255: ("no data", (0, 0, 0, 0)),
     }
+    # A clear scene is visibly a result and its legend swatch shows (not fully transparent); cloud
+    # stands out on QGIS's white canvas.
+    assert 40 <= styles.CLEAR_COLOR[3] <= 128
+    assert min(styles.CLOUD_COLOR[:3]) < 200 and styles.CLOUD_COLOR[3] == 255
 
 
 def test_class_qml_custom_labels_are_escaped(qgis_app, tmp_path):
@@ -201,3 +205,57 @@ def test_style_output_noop_when_not_loaded(qgis_app, tmp_path):
     context = QgsProcessingContext()
     assert style_output(context, str(tmp_path / "x.tif"), "X") is None
     assert style_output(None, str(tmp_path / "x.tif"), "X") is None
+
+
+
+def test_true_color_style_picks_650_560_470_with_cumulative_cut(qgis_app, tmp_path):
+    """TOA reflectance: bands nearest 650/560/470 nm, 2–98 % stretch from the data, loads as multiband colour."""
+    from osgeo import gdal
+
+    wl = np.arange(380.0, 2500.0, 7.5)[:285]
+    rng = np.random.default_rng(0)
+    data = rng.uniform(0.0, 0.5, (wl.size, 20, 30)).astype(np.float32)
+    data[:, 0, 0] = -9999.0
+    path = tmp_path / "toa.tif"
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), 30, 20, wl.size, gdal.GDT_Float32)
+    for i in range(wl.size):
+        band = ds.GetRasterBand(i + 1)
+        band.WriteArray(data[i])
+        band.SetNoDataValue(-9999.0)
+        band.SetMetadataItem("wavelength", str(wl[i]))
+        band.SetMetadataItem("wavelength_units", "Nanometers")
+    ds = None
+    qml = styles.write_reflectance_style(path)
+    assert qml == str(tmp_path / "toa.qml")
+    expect = [int(np.argmin(np.abs(wl - t))) + 1 for t in (650, 560, 470)]
+    layer = _load(str(path), qml)
+    r = layer.renderer()
+    assert r.type() == "multibandcolor"
+    assert [r.redBand(), r.greenBand(), r.blueBand()] == expect
+    lo, hi = np.quantile(data[expect[0] - 1][data[expect[0] - 1] != -9999], [0.02, 0.98])
+    ce = r.redContrastEnhancement()
+    assert ce.minimumValue() == pytest.approx(lo, rel=1e-6) and ce.maximumValue() == pytest.approx(hi, rel=1e-6)
+    assert "<limits>CumulativeCut</limits>" in open(qml).read()
+    assert styles.true_color_bands([1000.0, 1500.0, 2000.0]) is None  # no visible bands: no style
+
+
+def test_progress_reporter_logs_blocks_rate_and_eta_at_an_interval():
+    from spectral_transformers.runtime.monitor import ProgressReporter, RecordingMonitor
+
+    now = [0.0]
+    mon = RecordingMonitor()
+    rep = ProgressReporter(mon, total_pixels=1000, total_blocks=10, interval=10.0, clock=lambda: now[0])
+    for _ in range(10):
+        now[0] += 4.0  # 100 pixels per 4 s
+        rep.block(100)
+    rep.finish()
+    lines = [m for m in mon.infos if m.startswith("Progress:")]
+    assert len(lines) == 3  # at 12, 24, 36 s: not per block
+    assert lines[0] == "Progress: block 3/10, 300 of 1,000 pixels (30 %), 25 pixels/s, ETA 28 s"
+    assert mon.infos[-1] == "Done: 10 blocks, 1,000 pixels in 40 s (25 pixels/s)"
+    assert mon.fractions[-1] == 1.0 and mon.fractions == sorted(mon.fractions)
+    quick = RecordingMonitor()
+    fast = ProgressReporter(quick, 10, 1, clock=lambda: 0.0)
+    fast.block(10)
+    fast.finish()
+    assert quick.infos == []  # short runs stay quiet

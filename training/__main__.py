@@ -18,6 +18,7 @@ COMMANDS = {
     "seg-export": ("seg_train:seg_export_main", "seg-train checkpoint (.pt) → ONNX with segmentation card"),
     "import-spectralgpt": ("spectralgpt:main", "SpectralGPT segmentation checkpoint (.pth) → ONNX with card"),
     "import-spectralearth": ("spectralearth:main", "SpectralEarth Lightning .ckpt + Hydra config → ONNX with card"),
+    "import-terratorch": ("terratorch_import:main", "TerraTorch fit YAML + Lightning .ckpt → ONNX with card (needs TerraTorch)"),
 }
 
 

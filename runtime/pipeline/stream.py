@@ -9,7 +9,7 @@ past are dropped (otherwise GDAL's cache grows to GDAL_CACHEMAX on large scenes)
 pixel of one window within the budget (the config's ``block_bytes``), aligned to the output tile
 height so a window completes whole rows of compressed tiles.
 """
-from ..monitor import ensure
+from ..monitor import ProgressReporter, ensure
 from ..raster_io import block_rows_for, iter_windows, release_read_cache
 
 
@@ -19,23 +19,31 @@ def strips(width, height, values_per_pixel, budget_bytes, bytes_per_value=4, ali
     return iter_windows(width, height, max(1, rows))
 
 
-def stream(items, monitor=None, release=(), window=None, span=(0.0, 1.0)):
+def _pixels(win):
+    return int(getattr(win, "xsize", 0) or 0) * int(getattr(win, "ysize", 0) or 0)
+
+
+def stream(items, monitor=None, release=(), window=None, span=(0.0, 1.0), what="pixels"):
     """Yield ``items`` one by one with cancellation, progress and cache release.
 
     ``release``: datasets (None entries ignored) whose read cache is released after each item;
     ``window``: function item → the window read for it (default: the item itself); ``span``:
-    the part of the total progress (start, end) this loop covers."""
+    the part of the total progress (start, end) this loop covers. Progress goes through one
+    :class:`~..monitor.ProgressReporter`: on long runs the log gets blocks done, pixels/s and ETA."""
     monitor = ensure(monitor)
     items = list(items)
     release = [ds for ds in release if ds is not None]
-    lo, hi = span
-    n = max(1, len(items))
-    for i, item in enumerate(items):
+    windows = [window(item) if window is not None else item for item in items]
+    sizes = [_pixels(w) for w in windows]
+    counted = sum(sizes) > 0
+    reporter = ProgressReporter(monitor, sum(sizes) if counted else len(items), len(items),
+                                what=what if counted else "blocks", span=span)
+    for item, win, size in zip(items, windows, sizes):
         monitor.check()
         yield item
-        win = window(item) if window is not None else item
         if win is not None:
             for ds in release:
                 release_read_cache(ds, win)
-        monitor.progress(lo + (hi - lo) * (i + 1) / n)
+        reporter.block(size if counted else 1)
+    reporter.finish()
     monitor.check()
