@@ -492,7 +492,9 @@ class SpectralAlgorithm(QgsProcessingAlgorithm):
         if isinstance(raw, str):
             from qgis.core import QgsProcessingUtils
 
-            layer = QgsProcessingUtils.mapLayerFromString(raw, context) if context is not None and "|" not in raw \
+            # never load a file as a layer here: that computes statistics GDAL saves beside the input
+            layer = QgsProcessingUtils.mapLayerFromString(raw, context, False) if context is not None \
+                and "|" not in raw \
                 and not raw.lower().endswith((".nc", ".nc4")) else None
             if layer is not None:
                 return layer.name()
