@@ -243,7 +243,9 @@ def run_segmentation(inputs, model, outputs, bands=None, overlap=None, crop=None
     datasets, band_lists, matches = open_inputs(inputs, card, bands, monitor)
     from .band_validity import check_model_input  # ×10000 integers against a [0, 1] model: refused
 
-    for p, ds, bl in zip(inputs if not isinstance(inputs, (str, os.PathLike)) else [inputs], datasets, band_lists):
+    # a per-tile min–max model scales every window into [0, 1] itself: no training mean/std to compare with
+    checked = [] if inp.get("normalization", "none") != "none" else datasets
+    for p, ds, bl in zip(inputs if not isinstance(inputs, (str, os.PathLike)) else [inputs], checked, band_lists):
         check_model_input(ds, bl, inp["scale"], inp["offset"], inp["mean"], inp["std"], "INPUT",
                           os.path.basename(str(p)))
     for ds in datasets:

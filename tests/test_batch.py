@@ -201,7 +201,8 @@ def test_cloudmask_corrupt_scene_rerun_skips_and_matches_qgis_process(tmp_path):
     assert {n: r["status"] for n, r in recs.items()} == {"north": "done", "middle": "done", "south": "done",
                                                           "corrupt": "failed"}
     err = recs["corrupt"]["error"]
-    assert err.startswith(f"INPUT: cannot read {corrupt}") and "\n" not in err, err
+    # the damaged TIFF is refused naming INPUT: as truncated before any work, or (newer GDAL) when opened
+    assert err.startswith("INPUT: ") and str(corrupt) in err and "\n" not in err, err
     assert f"FAILED corrupt: {err}" in log and "Traceback" not in log
     for name, rec in recs.items():
         assert set(rec) >= {"name", "status", "outputs", "error", "seconds"}

@@ -153,7 +153,9 @@ def test_shipped_models_load_from_the_unpacked_zip(built_zip, tmp_path):
         "wl = np.linspace(380.0, 2500.0, 285)\n"
         "for mid in ('spectf-cloud-v0.1.0', 'spectf-cloud-v0.0.1'):\n"
         "    e = registry.resolve(mid, task='spectral-cloud-mask')\n"
-        "    p, _, used = spectf.predict_spectra(mid, np.full((8, 285), 0.3, np.float32), wl, device='cpu')\n"
+        "    m = spectf.SpectfModel.load(mid, device='cpu')\n"
+        "    used = np.flatnonzero(spectf.keep_bands(wl, m.drop_ranges_nm))\n"
+        "    p, _ = m.predict(np.full((8, used.size), 0.3, np.float32), wl[used])\n"
         "    out[mid] = {'origin': e.origin, 'path': e.path, 'solar': e.card.get('solar_irradiance_file'),\n"
         "                'p': [float(v) for v in p], 'bands': int(used.size)}\n"
         "print(json.dumps(out))\n")

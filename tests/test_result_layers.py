@@ -20,9 +20,13 @@ def test_solar_spectrum_is_logged_once_for_radiance_input(tmp_path):
     assert len(solar) == 1 and "spectf-cloud-v0.1.0.solar.csv" in solar[0], mon.infos
 
 
-def test_loaded_layers_are_named_after_the_input_and_styled(processing_provider, qgis_iface, tmp_path):
+def test_loaded_layers_are_named_after_the_input_and_styled(processing_provider, qgis_iface, tmp_path, monkeypatch):
     import processing
+    from processing.gui import Postprocessing
     from qgis.core import QgsProject
+
+    # No layer tree here: QGIS 3.44 passes iface.layerTreeView() on to C++, which a mock iface cannot be.
+    monkeypatch.setattr(Postprocessing, "iface", None, raising=False)
 
     built_model("spectf-cloud-v0.1.0")
     project = QgsProject.instance()
