@@ -134,7 +134,7 @@ def plugin_python_files():
     """Every .py file of the repository (walked, so a copy without .git works too)."""
     found = []
     for root, dirs, names in os.walk(REPO):
-        dirs[:] = [d for d in dirs if d not in NOT_SOURCE]
+        dirs[:] = [d for d in dirs if d not in NOT_SOURCE and not d.startswith(".venv")]  # .venv-terratorch …
         found += [Path(root) / n for n in names if n.endswith(".py")]
     return sorted(found)
 
