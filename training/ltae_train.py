@@ -105,7 +105,7 @@ def train_eolearn(folder, epochs=20, policy="days_since_first", seed=0, block=25
     info["test_accuracy"] = acc
     card = make_card(model, info, "ltae-eolearn-ndvi", data["channels"], dates_policy=policy,
                      name="L-TAE land cover from NDVI (eo-learn Slovenia patch)",
-                     source="trained here on eo-learn test data (Sinergise, MIT): /work/shared/data/timeseries/eolearn",
+                     source="trained here on eo-learn test data (Sinergise, MIT): ../shared/data/timeseries/eolearn",
                      description="Pixel-wise L-TAE trained on 68 Sentinel-2 NDVI dates (2015-2017) of one "
                                  "101x100 px patch for the eo-learn LULC classes; a demonstration model.",
                      extra={"training": {"epochs": epochs, "split": f"checkerboard {block} px",
