@@ -35,7 +35,7 @@ from .config import cpu_cores, ensure_config
 from .errors import InputError, ModelError
 from .monitor import ensure
 from .raster_io import Grid, open_raster, read_block
-from .pipeline import OutputSet, stream, strips
+from .pipeline import IN_FLIGHT_BLOCKS, OutputSet, overlapped, strips
 from .spectral import read_spectral_info, write_spectral_metadata
 
 DEFAULT_MODEL = "spectf-cloud-v0.1.0"
@@ -459,7 +459,8 @@ def _check_outputs(outputs):
 
 def run_spectf(input_ds, model=DEFAULT_MODEL, outputs=None, input_type="auto", observation=None,
                irradiance=None, solar_zenith=None, earth_sun_distance=None, threshold=None, device="auto",
-               batch_size=None, monitor=None, block_bytes=None, parameters=None, config=None, scale=None):
+               batch_size=None, monitor=None, block_bytes=None, parameters=None, config=None, scale=None,
+               overlap=True):
     """Run SpecTf over a raster, streaming blocks; write the requested outputs.
 
     Parameters
@@ -482,6 +483,8 @@ def run_spectf(input_ds, model=DEFAULT_MODEL, outputs=None, input_type="auto", o
     config : :class:`~.config.RuntimeConfig` (threads, device for auto, block budget, compression).
     scale : factor turning stored values into physical ones (e.g. 0.0001 for reflectance ×10000),
         replacing the file's GDAL scale/offset; default the file's. The applied scale is logged.
+    overlap : read/convert the next block and write the previous one in threads while a block runs
+        through the model (default); False runs the stages one after the other (same results).
 
     Band and pixel policy (:mod:`.band_validity`): bands in the card's drop ranges, flagged bad
     (``bbl`` = 0) or nodata in every sampled pixel are not used; a pixel needs every used band
@@ -599,7 +602,7 @@ def run_spectf(input_ds, model=DEFAULT_MODEL, outputs=None, input_type="auto", o
                           wavelengths_nm=used_wl, band_indices=band_idx + 1)
     _stream(ds, spectf, converter, band_idx, used_wl, outputs, threshold, batch_size, monitor,
             int(block_bytes or config.block_bytes), result, info, names, outs,
-            (scales[band_idx], offsets[band_idx]))
+            (scales[band_idx], offsets[band_idx]), overlap)
     result.warnings = tap.warnings
     return result
 
@@ -634,71 +637,87 @@ def _open_writers(outs, grid, outputs, used_wl, info, band_idx, spectf, threshol
 
 
 def _stream(ds, spectf, converter, band_idx, used_wl, outputs, threshold, batch_size, monitor, budget, result,
-            info, names, outs, scales_offsets=None):
+            info, names, outs, scales_offsets=None, overlap=True):
+    """Read → (TOA) → valid spectra → SpecTf → write, block by block on :func:`~.pipeline.overlapped`:
+    block k+1 is read and converted and block k−1 written while block k runs through the model."""
     grid = Grid.of(ds)
     bands = (band_idx + 1).tolist()
     want_att = "attention" in outputs or "top_wavelength" in outputs
     # float32 values held per pixel: block of used bands + converted copy + pixel matrix
-    # (+ attention matrix and attention block); the budget bounds all of them together.
+    # (+ attention matrix and attention block); the budget bounds all of them together, for all
+    # the blocks in flight (one being read, one computed, one written).
     per_pixel = band_idx.size * (5 if want_att else 3)
-    windows = strips(grid.width, grid.height, per_pixel, budget, align=16)
+    in_flight = IN_FLIGHT_BLOCKS if overlap else 1
+    windows = strips(grid.width, grid.height, per_pixel, budget // in_flight, align=16)
     wl32 = used_wl.astype(np.float32)
     monitor.info(f"Streaming {len(windows)} block(s) of up to {windows[0].ysize if windows else 0} rows; "
-                 f"batch size {batch_size}.")
-    some_data = 0
+                 f"batch size {batch_size}" + ("; reading and writing overlap inference." if overlap else "."))
+    some_data = [0]
+
+    def read(window):
+        """Valid spectra of ``window`` as a C-ordered (n, S) float32 matrix (reader thread)."""
+        values, band_valid = read_block(ds, window, bands, scales_offsets, per_band=True)  # used bands only
+        some = int(np.any(band_valid, axis=0).sum())
+        valid = np.all(band_valid, axis=0)
+        del band_valid
+        values[:, ~valid] = np.nan
+        if converter is not None:
+            values = converter.convert(window, values)
+            valid &= np.all(np.isfinite(values), axis=0)
+        pixels = np.ascontiguousarray(values[:, valid].T)  # (n, S): only valid spectra reach the model
+        return pixels, valid, some
+
+    def compute(window, data, advance):
+        pixels, valid, some = data
+        n = pixels.shape[0]
+        prob = np.empty(n, np.float32)
+        att = np.empty((n, band_idx.size), np.float32) if want_att else None
+        for start in range(0, n, batch_size):
+            monitor.check()
+            stop = min(n, start + batch_size)
+            p, a = spectf.predict(pixels[start:stop], wl32, attention=want_att, monitor=monitor)
+            prob[start:stop] = p
+            if want_att:
+                att[start:stop] = a
+            advance(stop / n)
+        cloud = prob >= threshold
+        some_data[0] += some
+        result.valid_pixels += int(n)
+        result.cloud_pixels += int(cloud.sum())
+        return valid, cloud, prob, att
+
+    def write(window, computed):
+        valid, cloud, prob, att = computed
+        shape = (window.ysize, window.xsize)
+        if "mask" in writers:
+            mask = np.full(shape, MASK_NODATA, np.uint8)
+            mask[valid] = cloud.astype(np.uint8)
+            writers["mask"].write(window, mask)
+        if "probability" in writers:
+            block = np.full(shape, FLOAT_NODATA, np.float32)
+            block[valid] = prob
+            writers["probability"].write(window, block)
+        if "attention" in writers:
+            block = np.full((band_idx.size,) + shape, FLOAT_NODATA, np.float32)
+            block[:, valid] = att.T
+            writers["attention"].write(window, block)
+            del block
+        if "top_wavelength" in writers:
+            block = np.full(shape, FLOAT_NODATA, np.float32)
+            if prob.size:
+                top = wl32[np.argmax(att, axis=1)]
+                block[valid] = top
+                lo, hi = float(top.min()), float(top.max())
+                old = result.top_wavelength_range
+                result.top_wavelength_range = (lo, hi) if old is None else (min(old[0], lo), max(old[1], hi))
+            writers["top_wavelength"].write(window, block)
+
     with outs:
         writers = _open_writers(outs, grid, outputs, used_wl, info, band_idx, spectf, threshold,
                                 result.input_type, names)
         observation = converter.observation_ds if converter is not None else None
-        for index, window in enumerate(stream(windows, monitor, release=(ds, observation))):
-            values, band_valid = read_block(ds, window, bands, scales_offsets, per_band=True)  # used bands only
-            some_data += int(np.any(band_valid, axis=0).sum())
-            valid = np.all(band_valid, axis=0)
-            del band_valid
-            values[:, ~valid] = np.nan
-            if converter is not None:
-                values = converter.convert(window, values)
-                valid &= np.all(np.isfinite(values), axis=0)
-            pixels = values[:, valid].T  # (n, S) valid spectra only
-            del values
-            n = pixels.shape[0]
-            prob = np.empty(n, np.float32)
-            att = np.empty((n, band_idx.size), np.float32) if want_att else None
-            for start in range(0, n, batch_size):
-                monitor.check()
-                stop = min(n, start + batch_size)
-                p, a = spectf.predict(pixels[start:stop], wl32, attention=want_att, monitor=monitor)
-                prob[start:stop] = p
-                if want_att:
-                    att[start:stop] = a
-                monitor.progress((index + stop / n) / len(windows))  # in step with stream()
-            del pixels
-            cloud = prob >= threshold
-            result.valid_pixels += int(n)
-            result.cloud_pixels += int(cloud.sum())
-            shape = (window.ysize, window.xsize)
-            if "mask" in writers:
-                mask = np.full(shape, MASK_NODATA, np.uint8)
-                mask[valid] = cloud.astype(np.uint8)
-                writers["mask"].write(window, mask)
-            if "probability" in writers:
-                block = np.full(shape, FLOAT_NODATA, np.float32)
-                block[valid] = prob
-                writers["probability"].write(window, block)
-            if "attention" in writers:
-                block = np.full((band_idx.size,) + shape, FLOAT_NODATA, np.float32)
-                block[:, valid] = att.T
-                writers["attention"].write(window, block)
-                del block
-            if "top_wavelength" in writers:
-                block = np.full(shape, FLOAT_NODATA, np.float32)
-                if n:
-                    top = wl32[np.argmax(att, axis=1)]
-                    block[valid] = top
-                    lo, hi = float(top.min()), float(top.max())
-                    old = result.top_wavelength_range
-                    result.top_wavelength_range = (lo, hi) if old is None else (min(old[0], lo), max(old[1], hi))
-                writers["top_wavelength"].write(window, block)
+        overlapped(windows, read, compute, write, monitor, release=(ds, observation), overlap=overlap)
+        some_data = some_data[0]
         if result.valid_pixels == 0 and some_data:
             raise InputError(f"no pixel has data in every one of the {band_idx.size} used bands" + (
                 " and a valid OBS zenith" if converter is not None and converter.observation_ds is not None else "")

@@ -5,16 +5,18 @@
   :mod:`.writer` (:class:`RasterWriter`, one staged raster, file-system errors as one line) and
   :mod:`.staging` (the hidden folders, stale ones of killed runs removed; small text outputs).
 - :mod:`.stream`: :func:`stream` / :func:`strips` — the one loop over windows with the block
-  budget, cancellation, progress and GDAL read-cache release.
+  budget, cancellation, progress and GDAL read-cache release; :func:`overlapped` — the same loop
+  with reading of block k+1 and writing of block k−1 in threads while block k is computed.
 - :mod:`.formats`: the whitelist of writable raster formats and the files each one occupies.
 """
 from .formats import driver_for, qml_path_for
 from .outputs import OutputSet
 from .staging import clean_stale_staging, write_text_atomically
 from .writer import OutputError, RasterWriter
-from .stream import stream, strips
+from .stream import IN_FLIGHT_BLOCKS, overlapped, stream, strips
 
 __all__ = ["OutputSet", "OutputError", "RasterWriter", "clean_stale_staging", "stream", "strips",
+           "overlapped", "IN_FLIGHT_BLOCKS",
            "driver_for", "qml_path_for", "write_array", "write_text_atomically"]
 
 
