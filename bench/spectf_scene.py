@@ -114,7 +114,8 @@ def build_scene(folder, lines, samples, log=print):
         return rdn, obs
     os.makedirs(folder, exist_ok=True)
     _import_runtime()
-    from spectral_transformers.runtime import raster_io, toa  # noqa: F401 - package imported above
+    from spectral_transformers.runtime.io import raster_io
+    from spectral_transformers.runtime.physics import toa
 
     t0 = time.perf_counter()
     clip = gdal.Open(os.path.join(SHARED_DATA, *CLIP))
@@ -235,7 +236,7 @@ def run_tree_measured(cmd, interval=0.2):
 
 def _model():
     _import_runtime()
-    from spectral_transformers.runtime.spectf import SpectfModel
+    from spectral_transformers.runtime.models.spectf import SpectfModel
 
     return SpectfModel.load(None, device="cpu")
 
@@ -254,8 +255,9 @@ def reference(rdn, obs, rows, model):
     from osgeo import gdal
     import onnxruntime as ort
 
-    from spectral_transformers.runtime import raster_io, spectral, toa
-    from spectral_transformers.runtime.spectf import keep_bands
+    from spectral_transformers.runtime.io import raster_io
+    from spectral_transformers.runtime.physics import spectral, toa
+    from spectral_transformers.runtime.models.spectf import keep_bands
 
     ds, ods = gdal.Open(rdn), gdal.Open(obs)
     wl = spectral.read_spectral_info(ds).wavelength_nm

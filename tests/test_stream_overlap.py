@@ -16,7 +16,7 @@ from osgeo import gdal
 from support import REPO, qgis_process, require, shared
 from test_cloudmask import EMIT, EMIT_OBS, build_tiny_spectf, random_toa, read, real_model, write_cube
 
-from spectral_transformers.runtime import spectf
+from spectral_transformers.runtime.models import spectf
 from spectral_transformers.runtime.errors import Cancelled, InputError
 from spectral_transformers.runtime.monitor import RecordingMonitor
 from spectral_transformers.runtime.pipeline import IN_FLIGHT_BLOCKS, overlapped

@@ -23,7 +23,7 @@ import queue
 import threading
 
 from ..monitor import ProgressReporter, ensure
-from ..raster_io import block_rows_for, iter_windows, release_read_cache
+from ..io.raster_io import block_rows_for, iter_windows, release_read_cache
 
 #: Blocks alive at once in :func:`overlapped`: one being read, one computed, one being written.
 IN_FLIGHT_BLOCKS = 3
