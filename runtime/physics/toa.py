@@ -424,7 +424,7 @@ def toa_reflectance(input_path, output_path, observation=None, irradiance=None, 
     zenith is nodata is nodata in every band. ``scale`` replaces the file's scale/offset. Returns a summary dict (``output``, ``bands``, ``earth_sun_distance``,
     ``solar_zenith``, ``valid_pixels``, ``notes``)."""
     from ..config import ensure_config
-    from ..pipeline import OutputSet, stream, strips
+    from ..pipeline import IN_FLIGHT_BLOCKS, OutputSet, overlapped, strips
     from .spectral import write_spectral_metadata
 
     monitor = ensure(monitor)
@@ -443,7 +443,6 @@ def toa_reflectance(input_path, output_path, observation=None, irradiance=None, 
     grid = raster_io.Grid.of(ds)
     nb = len(conv.bands)
     budget = block_bytes or config.block_bytes
-    valid_pixels = partial_pixels = 0
     with outs:
         writer = outs.create("OUTPUT", grid, nb, np.float32, NODATA,
                              tile=raster_io.tile_size_for(grid.width, nb, 4, budget))
@@ -454,16 +453,25 @@ def toa_reflectance(input_path, output_path, observation=None, irradiance=None, 
             "solar_zenith_deg": "per pixel (OBS band 5)" if conv.solar_zenith is None else f"{conv.solar_zenith:.5f}",
             "solar_spectrum": os.path.basename(str(getattr(irradiance, "source", irradiance) or solar.DEFAULT_SPECTRUM)),
         })
-        windows = strips(grid.width, grid.height, nb + 2, budget, align=writer.tile)
-        for win in stream(windows, monitor, release=(ds, conv.observation_ds)):
-            rad, valid = raster_io.read_block(ds, win, conv.bands, conv.scales_offsets, per_band=True)
-            rho = conv.convert(win, rad)
+        # read + convert block k+1 and write block k-1 while block k's nodata is marked and counted:
+        # three blocks in flight share the budget
+        windows = strips(grid.width, grid.height, nb + 2, budget // IN_FLIGHT_BLOCKS, align=writer.tile)
+        counts = [0, 0]
+
+        def read(win):
+            rad, _ = raster_io.read_block(ds, win, conv.bands, conv.scales_offsets, per_band=True)
+            return conv.convert(win, rad)
+
+        def mark(win, rho, advance):
             ok = np.isfinite(rho)  # per band: nodata radiance or OBS zenith → NaN
             rho[~ok] = NODATA
             some, every = np.any(ok, axis=0), np.all(ok, axis=0)
-            valid_pixels += int(some.sum())
-            partial_pixels += int((some & ~every).sum())
-            writer.write(win, rho)
+            counts[0] += int(some.sum())
+            counts[1] += int((some & ~every).sum())
+            return rho
+
+        overlapped(windows, read, mark, writer.write, monitor, release=(ds, conv.observation_ds))
+        valid_pixels, partial_pixels = counts
         if partial_pixels:
             monitor.info(f"{partial_pixels} pixel(s) have nodata in some bands: only those bands are nodata there "
                          "(per-band nodata, as upstream SpecTf's toa.py).")
