@@ -158,7 +158,7 @@ def spectf_end_to_end(args):
     _plugin()
     import spectf_scene
 
-    from spectral_transformers.runtime.models import spectf
+    from spectral_transformers.runtime.models import spectf, spectf_pipeline
 
     lines, samples = spectf_scene.FULL if args.device != "cpu" else spectf_scene.QUICK
     folder = os.path.join(REPO, "build", "bench")
@@ -172,7 +172,7 @@ def spectf_end_to_end(args):
         if os.path.exists(p):
             os.remove(p)
     t = time.perf_counter()
-    res = spectf.run_spectf(rdn, SPECTF, outputs, observation=obs, input_type="radiance", device=args.device,
+    res = spectf_pipeline.run_spectf(rdn, SPECTF, outputs, observation=obs, input_type="radiance", device=args.device,
                             batch_size=args.batch)
     seconds = time.perf_counter() - t
     model = spectf.SpectfModel(SPECTF, device="cpu")

@@ -207,17 +207,17 @@ def _status_kib(pid, key):
     return 0
 
 
-def run_tree_measured(cmd, interval=0.2):
+def run_tree_measured(cmd, log_path, interval=0.2):
     """Run ``cmd``; return (seconds, peak RSS MiB of its process tree, output text); raises on failure.
 
     The peak is sampled from /proc every ``interval`` s: the largest sum of VmRSS over the tree, or
     the largest VmHWM (exact high-water mark) of one process of it, whichever is higher. (wait4's
-    ru_maxrss would also count this Python process's own memory, inherited up to the exec.)"""
+    ru_maxrss would also count this Python process's own memory, inherited up to the exec.) The
+    command's output goes to ``log_path`` as it runs (progress lines with spectra/s and ETA)."""
     import subprocess
-    import tempfile
 
     env = dict(os.environ, QT_QPA_PLATFORM=os.environ.get("QT_QPA_PLATFORM", "offscreen"))
-    with tempfile.TemporaryFile("w+") as log:
+    with open(log_path, "w+", encoding="utf-8") as log:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True, env=env)
         peak = 0
@@ -343,7 +343,8 @@ def main(argv=None):
     mask, prob = os.path.join(out_dir, "mask.tif"), os.path.join(out_dir, "probability.tif")
     seconds, rss, log = run_tree_measured([QGIS_PROCESS, "run", "spectraltf:cloudmask", "--", f"INPUT={rdn}",
                                       f"OBSERVATION={obs}", "INPUT_TYPE=radiance", "DEVICE=cpu",
-                                      f"OUTPUT={mask}", f"OUTPUT_PROBABILITY={prob}"])
+                                      f"OUTPUT={mask}", f"OUTPUT_PROBABILITY={prob}"],
+                                     os.path.join(args.workdir, f"cloudmask_{lines}x{samples}.log"))
     rate_after = None if args.no_timing else model_only_rate(model, spectra, wl, model_seconds)
     worst, agreement, cloud, nodata_ok, n_valid, threshold = check_outputs(mask, prob, ref, (lines, samples))
     fill = np.load(os.path.join(args.workdir, f"emit_{lines}x{samples}_fill.npy"))

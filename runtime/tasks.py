@@ -42,9 +42,9 @@ def toareflectance(config, monitor, input, output, observation=None, irradiance=
 def cloudmask(config, monitor, input, mask, model, input_type="auto", observation=None, irradiance=None,
               solar_zenith=None, earth_sun_distance=None, threshold=None, device="auto", batch_size=None,
               probability=None, scale=None):
-    from .models import spectf
+    from .models import spectf_pipeline
 
-    result = spectf.run_spectf(
+    result = spectf_pipeline.run_spectf(
         input, model=model, outputs={"mask": mask, "probability": probability}, input_type=input_type,
         observation=observation, irradiance=irradiance, solar_zenith=solar_zenith,
         earth_sun_distance=earth_sun_distance, threshold=threshold, device=device, batch_size=batch_size,
@@ -83,12 +83,12 @@ def attentionmaps(config, monitor, output, model, input=None, series=(), device=
         for name, value in (("DATES", dates_text), ("OUTPUT_HEADS", heads), ("OUTPUT_CLASSES", classes)):
             if value not in (None, ""):
                 monitor.warn(f"{name} applies to temporal (L-TAE) models only; ignored.")
-        from .models import spectf
+        from .models import spectf_pipeline
 
         outputs = {"attention": output}
         if top_wavelength:
             outputs["top_wavelength"] = top_wavelength
-        result = spectf.run_spectf(
+        result = spectf_pipeline.run_spectf(
             paths[0], model=path, outputs=outputs, input_type=input_type, observation=observation,
             irradiance=irradiance, device=device, batch_size=batch_size, monitor=monitor,
             parameters={"attention": "OUTPUT"}, config=config, scale=scale)

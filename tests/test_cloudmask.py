@@ -1,4 +1,4 @@
-"""SpecTf cloud mask: streaming runtime (runtime/models/spectf.py) and ``spectraltf:cloudmask``.
+"""SpecTf cloud mask: streaming runtime (runtime/models/spectf.py, spectf_pipeline.py) and ``spectraltf:cloudmask``.
 
 Most pipeline tests use a *tiny* SpecTf-shaped ONNX model built here with onnx.helper (same
 inputs/outputs as the real export: spectra (N,S), wavelengths (S,) → probability, logits,
@@ -18,7 +18,7 @@ from osgeo import gdal
 
 from support import add_onnx, qgis_process, shared
 
-from spectral_transformers.runtime.models import spectf
+from spectral_transformers.runtime.models import spectf, spectf_pipeline
 from spectral_transformers.runtime.errors import Cancelled, InputError, ModelError
 from spectral_transformers.runtime.monitor import RecordingMonitor
 from spectral_transformers.runtime.pipeline import write_array
@@ -143,7 +143,7 @@ def test_streaming_matches_single_batch_onnx(tmp_path, tiny, block_rows, batch):
            "attention": str(tmp_path / "a.tif"), "top_wavelength": str(tmp_path / "t.tif")}
     ds = gdal.Open(src)
     per_pixel = 268 * 5
-    res = spectf.run_spectf(ds, tiny, out, input_type="reflectance", device="cpu", batch_size=batch,
+    res = spectf_pipeline.run_spectf(ds, tiny, out, input_type="reflectance", device="cpu", batch_size=batch,
                             block_bytes=block_rows * ds.RasterXSize * per_pixel * 4)
     assert res.input_type == "reflectance" and res.wavelengths_nm.size == 268
     # direct single-batch ONNX call on all valid pixels (wavelengths as stored in the file)
@@ -180,7 +180,7 @@ def test_streaming_matches_single_batch_onnx(tmp_path, tiny, block_rows, batch):
 
 def test_real_emit_reflectance_runs(tmp_path, tiny):
     mon = RecordingMonitor()
-    res = spectf.run_spectf(str(shared(*EMIT_RFL)), tiny, {"mask": str(tmp_path / "m.tif")}, device="cpu",
+    res = spectf_pipeline.run_spectf(str(shared(*EMIT_RFL)), tiny, {"mask": str(tmp_path / "m.tif")}, device="cpu",
                             monitor=mon)
     assert res.input_type == "reflectance"
     assert any("Input type (auto): reflectance" in m for m in mon.infos)
@@ -196,7 +196,7 @@ def test_cancellation_leaves_no_output(tmp_path, tiny):
     src = write_cube(tmp_path / "toa.tif", cube, wl, fwhm)
     out = {"mask": str(tmp_path / "m.tif"), "probability": str(tmp_path / "p.tif")}
     with pytest.raises(Cancelled):
-        spectf.run_spectf(src, tiny, out, input_type="reflectance", device="cpu", batch_size=4,
+        spectf_pipeline.run_spectf(src, tiny, out, input_type="reflectance", device="cpu", batch_size=4,
                           monitor=RecordingMonitor(cancel_after=3))
     assert sorted(os.listdir(tmp_path)) == ["toa.tif"]
 
@@ -208,26 +208,26 @@ def test_bad_inputs(tmp_path, tiny):
     # non-SpecTf ONNX
     add = add_onnx(tmp_path / "add.onnx")
     with pytest.raises(ModelError, match=r"MODEL: .*not a SpecTf cloud model: expected inputs spectra \(N,S\)"):
-        spectf.run_spectf(src, add, out, device="cpu")
+        spectf_pipeline.run_spectf(src, add, out, device="cpu")
     # no wavelengths
     plain = write_array(str(tmp_path / "plain.tif"), cube[:20])
     with pytest.raises(InputError, match="INPUT: .*no band wavelengths"):
-        spectf.run_spectf(plain, tiny, out, device="cpu")
+        spectf_pipeline.run_spectf(plain, tiny, out, device="cpu")
     # threshold outside (0, 1)
     for bad in (0, 1, 1.5, -0.1):
         with pytest.raises(InputError, match="THRESHOLD"):
-            spectf.run_spectf(src, tiny, out, threshold=bad, device="cpu")
+            spectf_pipeline.run_spectf(src, tiny, out, threshold=bad, device="cpu")
     # radiance given as reflectance
     with pytest.raises(InputError, match="INPUT: .*looks like radiance.*INPUT_TYPE=radiance"):
-        spectf.run_spectf(str(shared(*EMIT)), tiny, out, input_type="reflectance", device="cpu")
+        spectf_pipeline.run_spectf(str(shared(*EMIT)), tiny, out, input_type="reflectance", device="cpu")
     # fixed band count that does not fit
     fixed = build_tiny_spectf(tmp_path / "fixed.onnx", fixed_bands=100)
     with pytest.raises(InputError, match="exactly 100 bands"):
-        spectf.run_spectf(src, fixed, out, device="cpu")
+        spectf_pipeline.run_spectf(src, fixed, out, device="cpu")
     # wrong task in the card
     seg = build_tiny_spectf(tmp_path / "seg.onnx", card={"task": "temporal-attention"})
     with pytest.raises(ModelError, match="MODEL: .*not a SpecTf cloud model"):
-        spectf.run_spectf(src, seg, out, device="cpu")
+        spectf_pipeline.run_spectf(src, seg, out, device="cpu")
     assert sorted(os.listdir(tmp_path)) == sorted(["toa.tif", "plain.tif", "add.onnx", "fixed.onnx", "seg.onnx"])
 
 
@@ -243,7 +243,7 @@ def test_cuda_without_gpu_names_device(tmp_path, tiny):
     cube, wl, fwhm = random_toa()
     src = write_cube(tmp_path / "toa.tif", cube, wl, fwhm)
     with pytest.raises(InputError, match="DEVICE"):
-        spectf.run_spectf(src, tiny, {"mask": str(tmp_path / "m.tif")}, device="cuda")
+        spectf_pipeline.run_spectf(src, tiny, {"mask": str(tmp_path / "m.tif")}, device="cuda")
     assert not os.path.exists(tmp_path / "m.tif")
 
 
@@ -300,7 +300,7 @@ def test_synthetic_clouds_flagged_and_clear_desert_clear(tmp_path):
     mixed[:, ~valid] = -9999.0
     src = write_cube(tmp_path / "toa_cloudy.tif", mixed, wl, fwhm)
     mon = RecordingMonitor()
-    res = spectf.run_spectf(src, model, {"mask": str(tmp_path / "m.tif"), "probability": str(tmp_path / "p.tif")},
+    res = spectf_pipeline.run_spectf(src, model, {"mask": str(tmp_path / "m.tif"), "probability": str(tmp_path / "p.tif")},
                             device="cpu", monitor=mon)
     assert res.input_type == "reflectance" and res.threshold == pytest.approx(0.51)
     mask, _ = read(tmp_path / "m.tif")
@@ -315,7 +315,7 @@ def test_synthetic_clouds_flagged_and_clear_desert_clear(tmp_path):
 def test_aviris_ng_runs_with_warning(tmp_path):
     model = real_model()
     mon = RecordingMonitor()
-    res = spectf.run_spectf(str(shared(*AVIRIS)), model, {"mask": str(tmp_path / "m.tif")},
+    res = spectf_pipeline.run_spectf(str(shared(*AVIRIS)), model, {"mask": str(tmp_path / "m.tif")},
                             observation=str(shared(*AVIRIS_OBS)), device="cpu", monitor=mon)
     assert res.input_type == "radiance" and res.wavelengths_nm.size == 400
     assert any("trained on EMIT" in w for w in mon.warnings), mon.warnings
@@ -393,7 +393,7 @@ def test_qgis_process_cloudmask(tmp_path):
 
 def test_reflectance_declared_as_radiance_warns(tmp_path, tiny):
     mon = RecordingMonitor()
-    res = spectf.run_spectf(str(shared(*EMIT_RFL)), tiny, {"mask": str(tmp_path / "m.tif")}, input_type="radiance",
+    res = spectf_pipeline.run_spectf(str(shared(*EMIT_RFL)), tiny, {"mask": str(tmp_path / "m.tif")}, input_type="radiance",
                             solar_zenith=30.0, earth_sun_distance=1.0, device="cpu", monitor=mon)
     assert res.input_type == "radiance"
     assert any("look like reflectance" in w for w in mon.warnings), mon.warnings
@@ -402,7 +402,7 @@ def test_reflectance_declared_as_radiance_warns(tmp_path, tiny):
 
 def test_auto_input_type_logs_decision(tmp_path, tiny):
     mon = RecordingMonitor()
-    res = spectf.run_spectf(str(shared(*EMIT)), tiny, {"mask": str(tmp_path / "m.tif")},
+    res = spectf_pipeline.run_spectf(str(shared(*EMIT)), tiny, {"mask": str(tmp_path / "m.tif")},
                             observation=str(shared(*EMIT_OBS)), device="cpu", monitor=mon)
     assert res.input_type == "radiance" and res.valid_pixels == 266
     assert any(m.startswith("Input type (auto): radiance (99th percentile") for m in mon.infos), mon.infos
@@ -432,7 +432,7 @@ def test_radiance_input_uses_the_models_solar_spectrum(tmp_path):
 
     path = real_model()
     monitor = RecordingMonitor()
-    spectf.run_spectf(str(shared(*EMIT)), path, {"probability": str(tmp_path / "p.tif")}, input_type="radiance",
+    spectf_pipeline.run_spectf(str(shared(*EMIT)), path, {"probability": str(tmp_path / "p.tif")}, input_type="radiance",
                       observation=str(shared(*EMIT_OBS)), device="cpu", monitor=monitor)
     assert any("the model's own" in m for m in monitor.infos), monitor.infos
     got, _ = read(tmp_path / "p.tif")

@@ -97,7 +97,7 @@ def test_spectf_pipeline_outputs_match_cpu(tmp_path):
     pytest.importorskip("osgeo")
     from test_cloudmask import EMIT, EMIT_OBS, read
 
-    from spectral_transformers.runtime.models import spectf
+    from spectral_transformers.runtime.models import spectf_pipeline
 
     if not SPECTF.exists() or not (SHARED_DATA / EMIT[0] / EMIT[1]).exists():
         pytest.skip("needs the built SpecTf model and the EMIT clip in ../shared/data")
@@ -106,7 +106,7 @@ def test_spectf_pipeline_outputs_match_cpu(tmp_path):
         folder = tmp_path / device
         folder.mkdir(exist_ok=True)
         paths = {"mask": str(folder / "m.tif"), "probability": str(folder / "p.tif")}
-        spectf.run_spectf(str(SHARED_DATA / EMIT[0] / EMIT[1]), str(SPECTF), paths,
+        spectf_pipeline.run_spectf(str(SHARED_DATA / EMIT[0] / EMIT[1]), str(SPECTF), paths,
                           observation=str(SHARED_DATA / EMIT_OBS[0] / EMIT_OBS[1]), device=device)
         out[device] = read(paths["probability"])[0], read(paths["mask"])[0]
     (p0, m0), (p1, m1) = out["cpu"], out[DEVICE]

@@ -9,12 +9,12 @@ OBS = ("emit", "emit_l1b_obs_libya4_25x22_derived.img")
 
 
 def test_solar_spectrum_is_logged_once_for_radiance_input(tmp_path):
-    from spectral_transformers.runtime.models import spectf
+    from spectral_transformers.runtime.models import spectf_pipeline
     from spectral_transformers.runtime.monitor import RecordingMonitor
 
     built_model("spectf-cloud-v0.1.0")
     mon = RecordingMonitor()
-    spectf.run_spectf(str(shared(*RDN)), outputs={"mask": str(tmp_path / "m.tif")}, observation=str(shared(*OBS)),
+    spectf_pipeline.run_spectf(str(shared(*RDN)), outputs={"mask": str(tmp_path / "m.tif")}, observation=str(shared(*OBS)),
                       device="cpu", monitor=mon)
     solar = [m for m in mon.infos if m.startswith("Solar spectrum")]
     assert len(solar) == 1 and "spectf-cloud-v0.1.0.solar.csv" in solar[0], mon.infos

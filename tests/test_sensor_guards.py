@@ -16,8 +16,9 @@ from support import qgis_process, require_torch, shared
 from test_toa import _assert_parity, _header_list, spectf_reference
 
 from spectral_transformers.runtime.physics import band_validity, toa
+from spectral_transformers.runtime.physics.spectral import read_spectral_info
 from spectral_transformers.runtime.io import raster_io
-from spectral_transformers.runtime.models import registry, spectf
+from spectral_transformers.runtime.models import registry, spectf, spectf_pipeline
 from spectral_transformers.runtime.config import RuntimeConfig
 from spectral_transformers.runtime.errors import InputError, ModelError
 from spectral_transformers.runtime.monitor import RecordingMonitor
@@ -82,7 +83,7 @@ def test_enmap_tile_equals_upstream_on_usable_bands(tmp_path):
     ref, used, wl = enmap_reference()
     assert used.sum() == 214 and (~used).sum() == 10  # 4 in the drop ranges, 6 bbl (all nodata)
     mon = RecordingMonitor()
-    res = spectf.run_spectf(enmap(), outputs={"mask": tmp_path / "m.tif", "probability": tmp_path / "p.tif"},
+    res = spectf_pipeline.run_spectf(enmap(), outputs={"mask": tmp_path / "m.tif", "probability": tmp_path / "p.tif"},
                             input_type="reflectance", monitor=mon)
     assert res.valid_pixels == 1024
     assert res.band_indices.tolist() == (np.nonzero(used)[0] + 1).tolist()
@@ -102,7 +103,7 @@ def test_no_usable_band_names_input(tmp_path):
     path = str(tmp_path / "bad.tif")
     ds = gdal.Translate(path, src, bandList=list(range(130, 136)))  # exactly the six bbl = 0 bands
     ds = None
-    err = refusal(spectf.run_spectf, path, outputs={"mask": tmp_path / "m.tif"}, input_type="reflectance")
+    err = refusal(spectf_pipeline.run_spectf, path, outputs={"mask": tmp_path / "m.tif"}, input_type="reflectance")
     assert err.parameter == "INPUT" and "no usable band" in str(err)
     assert "flagged bad" in str(err)
     assert not (tmp_path / "m.tif").exists()
@@ -121,7 +122,7 @@ def test_every_pixel_lost_to_band_choice_is_an_error(tmp_path):
         arr[rows % 40 == i] = -32768
         band.WriteArray(arr)
     ds = None
-    err = refusal(spectf.run_spectf, path, outputs={"mask": tmp_path / "m.tif"}, input_type="reflectance")
+    err = refusal(spectf_pipeline.run_spectf, path, outputs={"mask": tmp_path / "m.tif"}, input_type="reflectance")
     assert err.parameter == "INPUT" and "lost to the band choice" in str(err)
     assert not (tmp_path / "m.tif").exists()
 
@@ -142,7 +143,7 @@ def test_all_nodata_input_warns_in_log_and_metadata(tmp_path):
     out = gdal.Open(str(tmp_path / "rfl.tif"))
     assert out.GetMetadataItem("valid_pixels") == "0" and "no valid pixel" in out.GetMetadataItem("warning")
     out = None
-    err = refusal(spectf.run_spectf, path, observation=obs, outputs={"mask": tmp_path / "m.tif"})
+    err = refusal(spectf_pipeline.run_spectf, path, observation=obs, outputs={"mask": tmp_path / "m.tif"})
     assert err.parameter == "INPUT" and "no usable band" in str(err) and "nodata in every sampled pixel" in str(err)
     assert not (tmp_path / "m.tif").exists()
 
@@ -165,14 +166,14 @@ def unscaled(tmp_path_factory):
 
 @pytest.mark.parametrize("input_type", ["auto", "reflectance"])
 def test_untagged_x10000_refused_with_the_fix(unscaled, tmp_path, input_type):
-    err = refusal(spectf.run_spectf, unscaled, outputs={"mask": tmp_path / "m.tif"}, input_type=input_type)
+    err = refusal(spectf_pipeline.run_spectf, unscaled, outputs={"mask": tmp_path / "m.tif"}, input_type=input_type)
     text = str(err)
     assert err.parameter == "INPUT" and "×10000" in text and "SCALE=0.0001" in text
     assert not (tmp_path / "m.tif").exists()
 
 
 def test_untagged_x10000_as_radiance_exceeds_the_sun(unscaled, tmp_path):
-    err = refusal(spectf.run_spectf, unscaled, outputs={"mask": tmp_path / "m.tif"}, input_type="radiance", solar_zenith=30)
+    err = refusal(spectf_pipeline.run_spectf, unscaled, outputs={"mask": tmp_path / "m.tif"}, input_type="radiance", solar_zenith=30)
     text = str(err)
     assert err.parameter == "INPUT" and "brighter than the Sun" in text and "scaled integers" in text
 
@@ -180,7 +181,7 @@ def test_untagged_x10000_as_radiance_exceeds_the_sun(unscaled, tmp_path):
 def test_explicit_scale_gives_the_upstream_result(unscaled, tmp_path):
     ref = enmap_reference()[0]
     mon = RecordingMonitor()
-    spectf.run_spectf(unscaled, outputs={"probability": tmp_path / "p.tif"}, input_type="auto", scale=0.0001,
+    spectf_pipeline.run_spectf(unscaled, outputs={"probability": tmp_path / "p.tif"}, input_type="auto", scale=0.0001,
                       monitor=mon)
     prob = gdal.Open(str(tmp_path / "p.tif")).ReadAsArray().reshape(-1)
     np.testing.assert_allclose(prob, ref, atol=2e-5)
@@ -258,7 +259,7 @@ def test_imported_bf16_runs_as_model_close_to_float32(tmp_path):
     rdn, obs = emit()
     model = import_upstream_onnx(shared("spectf", "spectf_cloud_v0.1.0_upstream_bf16.onnx"), tmp_path / "up.onnx",
                                  spectf_card("0.1.0"))
-    res = spectf.run_spectf(rdn, model=str(model), observation=obs, outputs={"probability": tmp_path / "p.tif"},
+    res = spectf_pipeline.run_spectf(rdn, model=str(model), observation=obs, outputs={"probability": tmp_path / "p.tif"},
                             irradiance=str(shared("spectf", "irr.npy")))  # SpecTf's own solar spectrum
     assert res.valid_pixels == 266 and res.band_indices.size == 268
     prob = gdal.Open(str(tmp_path / "p.tif")).ReadAsArray()
@@ -268,7 +269,7 @@ def test_imported_bf16_runs_as_model_close_to_float32(tmp_path):
     rho, wl, _ = libya4_toa()
     keep = spectf.keep_bands(wl)
     ref = upstream_probability(rho[:, keep], wl[keep])
-    got = prob[prob != spectf.FLOAT_NODATA]
+    got = prob[prob != spectf_pipeline.FLOAT_NODATA]
     assert got.shape == ref.shape
     assert np.max(np.abs(got - ref)) < 2e-3  # bf16-rounded weights: bench/spectf_bf16_import.py prints figures
 
@@ -276,7 +277,7 @@ def test_imported_bf16_runs_as_model_close_to_float32(tmp_path):
 def test_raw_bf16_model_points_to_import(tmp_path):
     rdn, obs = emit()
     src = str(shared("spectf", "spectf_cloud_v0.1.0_upstream_bf16.onnx"))
-    err = refusal(spectf.run_spectf, rdn, model=src, observation=obs, outputs={"mask": tmp_path / "m.tif"})
+    err = refusal(spectf_pipeline.run_spectf, rdn, model=src, observation=obs, outputs={"mask": tmp_path / "m.tif"})
     assert err.parameter == "MODEL" and "import-onnx" in str(err) and "bfloat16" in str(err)
 
 
@@ -310,7 +311,7 @@ def test_descending_band_order_no_false_warning(tmp_path):
     src = gdal.Open(rdn)
     order = list(range(src.RasterCount, 0, -1))
     ds = gdal.Translate(flipped, src, bandList=order)
-    info = spectf.read_spectral_info(src)
+    info = read_spectral_info(src)
     for i, b in enumerate(order):  # wavelength and FWHM tags in the new order (GTiff keeps no ENVI header)
         band = ds.GetRasterBand(i + 1)
         band.SetMetadataItem("wavelength", f"{info.wavelength_nm[b - 1]:.6f}")
@@ -318,8 +319,8 @@ def test_descending_band_order_no_false_warning(tmp_path):
         band.SetMetadataItem("wavelength_units", "Nanometers")
     ds = None
     mon_a, mon_b = RecordingMonitor(), RecordingMonitor()
-    a = spectf.run_spectf(rdn, observation=obs, outputs={"probability": tmp_path / "a.tif"}, monitor=mon_a)
-    b = spectf.run_spectf(flipped, observation=obs, outputs={"probability": tmp_path / "b.tif"}, monitor=mon_b)
+    a = spectf_pipeline.run_spectf(rdn, observation=obs, outputs={"probability": tmp_path / "a.tif"}, monitor=mon_a)
+    b = spectf_pipeline.run_spectf(flipped, observation=obs, outputs={"probability": tmp_path / "b.tif"}, monitor=mon_b)
     assert b.wavelengths_nm[0] > b.wavelengths_nm[-1]  # really descending
     assert not [w for w in b.warnings if "differ" in w], b.warnings
     pa = gdal.Open(str(tmp_path / "a.tif")).ReadAsArray()

@@ -16,7 +16,7 @@ from osgeo import gdal
 from support import REPO, qgis_process, require, shared
 from test_cloudmask import EMIT, EMIT_OBS, build_tiny_spectf, random_toa, read, real_model, write_cube
 
-from spectral_transformers.runtime.models import spectf
+from spectral_transformers.runtime.models import spectf, spectf_pipeline
 from spectral_transformers.runtime.errors import Cancelled, InputError
 from spectral_transformers.runtime.monitor import RecordingMonitor
 from spectral_transformers.runtime.pipeline import IN_FLIGHT_BLOCKS, overlapped
@@ -123,7 +123,7 @@ def test_spectf_outputs_identical_with_and_without_overlap(tmp_path, tiny):
     for overlap in (True, False):
         out = _outputs(tmp_path / str(overlap))
         mon = RecordingMonitor()
-        res = spectf.run_spectf(src, tiny, out, input_type="reflectance", device="cpu", batch_size=5,
+        res = spectf_pipeline.run_spectf(src, tiny, out, input_type="reflectance", device="cpu", batch_size=5,
                                 block_bytes=13 * 268 * 5 * 4 * 3 * 3, monitor=mon, overlap=overlap)
         streaming = next(m for m in mon.infos if m.startswith("Streaming"))
         assert streaming.startswith("Streaming 13 block(s) of up to 3 rows" if overlap else
@@ -144,7 +144,7 @@ def test_spectf_real_model_radiance_obs_identical_with_and_without_overlap(tmp_p
     probs = {}
     for overlap in (True, False):
         out = _outputs(tmp_path / str(overlap), ("mask", "probability"))
-        spectf.run_spectf(str(shared(*EMIT)), model, out, observation=str(shared(*EMIT_OBS)), device="cpu",
+        spectf_pipeline.run_spectf(str(shared(*EMIT)), model, out, observation=str(shared(*EMIT_OBS)), device="cpu",
                           block_bytes=22 * 268 * 3 * 4 * 2 * 3, overlap=overlap)
         probs[overlap] = read(out["probability"])[0], read(out["mask"])[0]
     np.testing.assert_array_equal(probs[True][0], probs[False][0])
@@ -157,7 +157,7 @@ def test_spectf_cancel_mid_run_leaves_nothing(tmp_path, tiny):
     src = write_cube(tmp_path / "toa.tif", cube, wl, fwhm)
     out = _outputs(tmp_path / "out")
     with pytest.raises(Cancelled):
-        spectf.run_spectf(src, tiny, out, input_type="reflectance", device="cpu", batch_size=4,
+        spectf_pipeline.run_spectf(src, tiny, out, input_type="reflectance", device="cpu", batch_size=4,
                           block_bytes=10 * 268 * 5 * 4 * 2 * 3, monitor=RecordingMonitor(cancel_after=12))
     assert os.listdir(tmp_path / "out") == [] and not _stage_threads()
 
@@ -176,7 +176,7 @@ def test_spectf_write_error_mid_run_leaves_nothing(tmp_path, tiny, monkeypatch):
 
     monkeypatch.setattr(RasterWriter, "write", failing)
     with pytest.raises(InputError, match="OUTPUT.*simulated"):
-        spectf.run_spectf(src, tiny, out, input_type="reflectance", device="cpu",
+        spectf_pipeline.run_spectf(src, tiny, out, input_type="reflectance", device="cpu",
                           block_bytes=10 * 268 * 3 * 4 * 2 * 3)
     assert os.listdir(tmp_path / "out") == [] and not _stage_threads() and len(calls) == 7
 
@@ -195,7 +195,7 @@ def test_nodata_pixels_never_reach_the_model(tmp_path):
 
     model.predict = spy
     out = _outputs(tmp_path, ("mask",))
-    res = spectf.run_spectf(str(shared(*EMIT)), model, out, observation=str(shared(*EMIT_OBS)), device="cpu",
+    res = spectf_pipeline.run_spectf(str(shared(*EMIT)), model, out, observation=str(shared(*EMIT_OBS)), device="cpu",
                             block_bytes=22 * 268 * 3 * 4 * 4 * 3)
     assert sum(seen) == res.valid_pixels == 266  # 550 pixels, 284 of them −9999 fill
 
