@@ -284,8 +284,9 @@ def reference(rdn, obs, rows, model):
     return out, wl[keep].astype(np.float32), x
 
 
-def model_only_rate(model, spectra, wl, seconds=20.0, batch=256):
+def model_only_rate(model, spectra, wl, seconds=20.0, batch=None):
     """Spectra/s of SpectfModel.predict (probability only, the pipeline's batch size and call)."""
+    batch = batch or model.recommended_batch_size  # what the pipeline uses without BATCH_SIZE
     model.predict(spectra[:batch], wl)  # warm-up (session creation, thread pool)
     done, t0 = 0, time.perf_counter()
     while True:
