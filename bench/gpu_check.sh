@@ -10,7 +10,7 @@
 #
 # ONNX Runtime with CUDA goes into its own virtual environment, build/gpu-venv (system site packages
 # visible, plus .venv's when it exists), so onnxruntime and onnxruntime-gpu never share a folder
-# (they overwrite each other's files: runtime/install/deps.py); .venv is left as it is. Works with
+# (they overwrite each other's files: runtime/deps.py); .venv is left as it is. Works with
 # ../shared/data present or absent (then the SpecTf model must be built already: models/*.onnx,
 # and the spectra are constructed instead of real).
 set -euo pipefail

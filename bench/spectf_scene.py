@@ -256,7 +256,8 @@ def reference(rdn, obs, rows, model):
     import onnxruntime as ort
 
     from spectral_transformers.runtime.io import raster_io
-    from spectral_transformers.runtime.physics import spectral, toa
+    from spectral_transformers.runtime.io import spectral
+    from spectral_transformers.runtime.physics import toa
     from spectral_transformers.runtime.models.spectf import keep_bands
 
     ds, ods = gdal.Open(rdn), gdal.Open(obs)

@@ -16,7 +16,7 @@ from support import qgis_process, require_torch, shared
 from test_toa import _assert_parity, _header_list, spectf_reference
 
 from spectral_transformers.runtime.physics import band_validity, toa
-from spectral_transformers.runtime.physics.spectral import read_spectral_info
+from spectral_transformers.runtime.io.spectral import read_spectral_info
 from spectral_transformers.runtime.io import raster_io
 from spectral_transformers.runtime.models import registry, spectf, spectf_pipeline
 from spectral_transformers.runtime.config import RuntimeConfig

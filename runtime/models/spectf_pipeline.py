@@ -33,7 +33,7 @@ from ..monitor import ensure
 from ..io.raster_io import Grid, open_raster, read_block
 from ..pipeline import IN_FLIGHT_BLOCKS, OutputSet, overlapped, strips
 from ..physics.input_type import decide_input_type
-from ..physics.spectral import read_spectral_info, write_spectral_metadata
+from ..io.spectral import read_spectral_info, write_spectral_metadata
 from .spectf import DEFAULT_MODEL, DEFAULT_THRESHOLD, SpectfModel, keep_bands, wavelength_mismatch
 
 MASK_CLEAR, MASK_CLOUD, MASK_NODATA = 0, 1, 255
