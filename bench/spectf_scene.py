@@ -301,14 +301,18 @@ def model_only_rate(model, spectra, wl, seconds=20.0, batch=None):
 
 def interleaved(rdn, obs, model, spectra, wl, rounds, folder):
     """In-process, load-robust ratios: each round times run_spectf with overlap, the model alone on as
-    many spectra, and run_spectf without overlap, back to back (a busy machine slows all three alike).
+    many spectra, and run_spectf without overlap, back to back, odd rounds in reverse order (a busy
+    machine slows all three alike).
     Returns a list of per-round dicts (spectra/s of each)."""
     from spectral_transformers.runtime.models.spectf_pipeline import run_spectf
 
     out = []
     for r in range(rounds):
         row = {}
-        for name, overlap in (("pipeline_overlap", True), ("model_only", None), ("pipeline_sequential", False)):
+        order = [("pipeline_overlap", True), ("model_only", None), ("pipeline_sequential", False)]
+        if r % 2:  # odd rounds in reverse (ABC, CBA, ...) so a drifting load favours none of them
+            order = order[::-1]  # (the model stays in the middle: it needs the valid count of a run)
+        for name, overlap in order:
             t = time.perf_counter()
             if overlap is None:
                 done, batch = 0, model.recommended_batch_size
