@@ -202,8 +202,11 @@ class SpectfModel(OnnxModel):
             if isinstance(rel, str) and rel and not os.path.isabs(rel) and ".." not in rel.replace("\\", "/").split("/"):
                 path = os.path.join(os.path.dirname(self.path), rel)
                 if os.path.isfile(path):
-                    self._probability_session = onnx_backend.load_session(
-                        path, self.session.device, self._threads, self.parameter, config=self._config)
+                    try:
+                        self._probability_session = onnx_backend.load_session(
+                            path, self.session.device, self._threads, self.parameter, config=self._config)
+                    except ModelError:
+                        pass  # e.g. an ONNX Runtime without the variant's fused contrib op: the full model is exact
         return self._probability_session
 
     def _workers(self):
