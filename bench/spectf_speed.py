@@ -9,7 +9,7 @@ spectra (real EMIT Libya-4 TOA reflectance + constructed cloudy mixes, 268 bands
   slower kernel for a CPU it does not know, and the fastest counts); with SpecTf's FLOPs per
   spectrum, counted from the MatMul/Gemm nodes of the exported graph at S = 268, this gives the
   float32 floor in spectra/s;
-- ``plugin``: what the cloud mask runs — ``runtime.spectf.SpectfModel.predict`` on
+- ``plugin``: what the cloud mask runs — ``runtime.models.spectf.SpectfModel.predict`` on
   ``models/spectf-cloud-v0.1.0.onnx`` (CPU, its probability-only variant), per batch size: warm-up
   at that size, then timed batches for ``--seconds`` (at least 3), median;
 - ``upstream``: upstream's OWN code — ``spectf.model.SpecTfEncoder`` imported from a checkout of the
@@ -168,7 +168,7 @@ def gemm_floor(args):
 # plugin runtime
 # ---------------------------------------------------------------------------------------------
 def worker_plugin(args):
-    from spectral_transformers.runtime.spectf import SpectfModel
+    from spectral_transformers.runtime.models.spectf import SpectfModel
 
     model = SpectfModel.load(str(MODEL), device="cpu", threads=args.threads)  # the cloud-mask path
     b = int(args.batches)  # one batch size per process, so peak RSS belongs to it

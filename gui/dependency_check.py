@@ -44,7 +44,7 @@ def onnxruntime_status():
     """``(True, "ONNX Runtime x.y; available execution providers: ...")`` or ``(False, why)``."""
     deps.add_deps_to_path()
     importlib.invalidate_caches()
-    from ..runtime import onnx_backend
+    from ..runtime.models import onnx_backend
 
     try:
         return True, onnx_backend.runtime_summary()

@@ -37,7 +37,7 @@ class SpectralTransformersProvider(QgsProcessingProvider):
 
     def versionInfo(self):  # noqa: N802 (shown in each algorithm's log)
         """ONNX Runtime version and execution providers, or that it is missing."""
-        from ..runtime import onnx_backend
+        from ..runtime.models import onnx_backend
         from ..runtime.errors import DependencyError
 
         try:

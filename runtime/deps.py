@@ -50,8 +50,8 @@ import sys
 import tempfile
 
 from .errors import Cancelled, DependencyError
+from . import PLUGIN_DIR
 
-PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: Folder name under the QGIS profile shared by installed packages and installed models.
 DATA_FOLDER = "spectral_transformers"
 #: Environment variable naming the data folder itself (tests, portable setups).

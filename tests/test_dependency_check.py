@@ -4,7 +4,8 @@ import sys
 import pytest
 
 from spectral_transformers.gui import dependency_check as dc
-from spectral_transformers.runtime import deps, onnx_backend
+from spectral_transformers.runtime import deps
+from spectral_transformers.runtime.models import onnx_backend
 from spectral_transformers.runtime.errors import DependencyError
 
 

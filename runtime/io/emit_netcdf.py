@@ -37,7 +37,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 from .spectral import write_spectral_metadata
 
 try:

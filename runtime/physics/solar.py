@@ -18,12 +18,12 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from .dates import parse_utc  # noqa: F401 (one time-stamp parser; also solar.parse_utc)
-from .errors import InputError
+from ..io.dates import parse_utc  # noqa: F401 (one time-stamp parser; also solar.parse_utc)
+from ..errors import InputError
+from .. import PLUGIN_DIR
 
 #: Shipped default spectrum: ASTM E-490-00a (see resources/solar/SOURCE.txt).
-DEFAULT_SPECTRUM = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                "resources", "solar", "astm_e490_00a.csv")
+DEFAULT_SPECTRUM = os.path.join(PLUGIN_DIR, "resources", "solar", "astm_e490_00a.csv")
 
 #: FWHM → Gaussian sigma: sigma = FWHM / (2 sqrt(2 ln 2)).
 FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
@@ -159,7 +159,7 @@ def load_irradiance(path=None, parameter="IRRADIANCE"):
 def fwhm_or_spacing(wavelength_nm, fwhm_nm=None, monitor=None):
     """The band FWHM (nm), or the band spacing (:func:`spectral.estimate_fwhm`) when it is unknown
     (logged through ``monitor``)."""
-    from .spectral import estimate_fwhm
+    from ..io.spectral import estimate_fwhm
 
     if fwhm_nm is not None and np.all(np.isfinite(fwhm_nm)) and np.all(np.asarray(fwhm_nm) > 0):
         return np.asarray(fwhm_nm, dtype=np.float64)

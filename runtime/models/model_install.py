@@ -25,9 +25,10 @@ import urllib.parse
 import urllib.request
 import zipfile
 
-from . import deps, model_card
-from .errors import Cancelled, InputError, ModelError
-from .monitor import ensure
+from .. import deps
+from . import model_card
+from ..errors import Cancelled, InputError, ModelError
+from ..monitor import ensure
 
 MAX_DOWNLOAD_BYTES = 8 << 30
 MAX_ZIP_MEMBERS = 2000
