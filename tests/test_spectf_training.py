@@ -140,6 +140,26 @@ def test_probability_variant_matches_pytorch(model, exported, samples, form, tmp
             np.testing.assert_allclose(prob, reference(model, spectra, wl[bands])[0], atol=1e-4)
 
 
+def test_unloadable_probability_variant_falls_back_to_full_model(model, exported, samples, tmp_path):
+    """An ONNX Runtime that cannot load the variant (e.g. without its fused contrib op) still runs the
+    cloud mask, on the full graph, with the same probabilities."""
+    import shutil
+
+    from spectral_transformers.runtime.models.spectf import SpectfModel
+
+    card = json.loads(exported.with_suffix(".json").read_text())
+    path = tmp_path / exported.name
+    shutil.copy(exported, path)
+    shutil.copy(exported.with_suffix(".json"), path.with_suffix(".json"))
+    variant = tmp_path / card["variants"]["probability_only"]
+    variant.parent.mkdir(parents=True)
+    variant.write_bytes(b"not an onnx model")
+    loaded = SpectfModel(str(path), device="cpu", threads=1)
+    assert loaded.probability_session() is loaded.session
+    clear, cloudy, wl = samples
+    np.testing.assert_allclose(loaded.predict(cloudy, wl)[0], reference(model, cloudy, wl)[0], atol=1e-4)
+
+
 def test_onnx_dynamic_band_count(model, exported, samples):
     clear, cloudy, wl = samples
     idx = np.sort(np.random.default_rng(1).choice(wl.size, 200, replace=False))
