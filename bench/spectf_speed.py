@@ -35,7 +35,7 @@ ratio is skipped with "upstream baseline not run: …".
 Run it with OpenBLAS' core-type overrides removed (they slow NumPy), in this command only::
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python bench/spectf_speed.py \\
-        [--upstream-src PATH] [--batches 256,1024] [--seconds 4] [--upstream-batches 3] [--threads N]
+        [--upstream-src PATH] [--batches 64,1024] [--seconds 4] [--upstream-batches 3] [--threads N]
 
 (≈ 5 min on 2 quiet cores; ≈ 10 under heavy load.) Upstream's bf16 path at batch 4096 needs ≈ 6 GB.
 The GEMM suffers more than ONNX Runtime from other processes on the same cores, so a floor ratio
@@ -377,7 +377,9 @@ def fidelity(prob, ref, n_real):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--batches", default="256,1024", help="plugin batch sizes (spectra per predict call)")
+    p.add_argument("--batches", default="64,1024",
+                   help="plugin batch sizes (spectra per predict call; 64 is the cards' recommended_batch_size, "
+                        "what the cloud mask uses by default)")
     p.add_argument("--seconds", type=float, default=4.0, help="timing window per plugin batch size")
     p.add_argument("--upstream-batches", type=int, default=3, help="timed batches of 4096 on upstream's bf16 path")
     p.add_argument("--upstream-src", default=None, help="SpecTf checkout or git directory (default: build/upstream/SpecTf, "
@@ -443,6 +445,7 @@ def main():
     gflops, gflops_cpu = wall[core], max(cpu.values())
     floor, floor_cpu = gflops * 1e9 / flops, gflops_cpu * 1e9 / flops
     best = max(plugin.values(), key=lambda r: r["spectra_per_s"])
+    card_batch = json.loads(MODEL.with_suffix(".json").read_text()).get("recommended_batch_size")
 
     def line(label, r):
         print(f"  {label:<44} {r['spectra_per_s']:7.0f} spectra/s wall, {r['spectra_per_cpu_s']:6.0f} per CPU-s "
@@ -457,6 +460,9 @@ def main():
           f"{floor_cpu:.0f} spectra per CPU-s")
     for b, r in plugin.items():
         line(f"plugin: ONNX Runtime float32 ({r['graph']})" if r is best else "plugin: same, other batch", r)
+    if card_batch in plugin:
+        print(f"    (the cloud mask's default, batch {card_batch}: {plugin[card_batch]['spectra_per_s']:.0f} spectra/s, "
+              f"{100 * plugin[card_batch]['spectra_per_s'] / best['spectra_per_s']:.0f} % of the best batch)")
     if up is not None:
         line("upstream: own SpecTfEncoder, bf16 TorchScript", up)
         line("upstream: own SpecTfEncoder, float32 eager", up32)
