@@ -144,7 +144,7 @@ def ukis_card(json_path, onnx_name):
     }
 
 
-def ukis_models(parameter="MODEL"):
+def ukis_models(parameter="model"):
     folder = package_dir("ukis_csmask")
     if not folder:
         return []
@@ -170,7 +170,7 @@ PACKAGE_ADAPTERS = (ukis_models,)
 # ---------------------------------------------------------------------------------------------
 # Listing and resolving
 # ---------------------------------------------------------------------------------------------
-def _folder_models(folder, origin, parameter="MODEL"):
+def _folder_models(folder, origin, parameter="model"):
     if not os.path.isdir(folder):
         return []
     out = []
@@ -187,7 +187,7 @@ def _folder_models(folder, origin, parameter="MODEL"):
     return out
 
 
-def _entry_for_path(path, origin, parameter="MODEL"):
+def _entry_for_path(path, origin, parameter="model"):
     try:
         card = model_card.load_card(path, parameter)
         return ModelEntry(card["id"], path, card, origin)
@@ -250,7 +250,7 @@ def missing_model_message(model_id, known=()):
     return f"no model with id '{model_id}' is registered (known: {known}); {how}."
 
 
-def resolve(value, parameter="MODEL", extra_dirs=None, task=None, config=None, cardless=False):
+def resolve(value, parameter="model", extra_dirs=None, task=None, config=None, cardless=False):
     """The :class:`ModelEntry` for ``value`` (a registry id or the path of an .onnx file): the one
     model resolution every task uses (through :meth:`.model.OnnxModel.resolve`).
 
@@ -290,7 +290,7 @@ def resolve(value, parameter="MODEL", extra_dirs=None, task=None, config=None, c
     return entry
 
 
-def solar_spectrum(model_id, parameter="IRRADIANCE"):
+def solar_spectrum(model_id, parameter="irradiance"):
     """The solar spectrum file a registered model converts radiance with (card ``solar_irradiance_file``
     beside the model, e.g. SpecTf's irr.npy as CSV). Lets a TOA step use "the model's own spectrum"
     (the shipped workflow passes the model id). Raises ModelError naming ``parameter``."""
