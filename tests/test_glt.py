@@ -143,7 +143,7 @@ def test_size_mismatch_and_bad_glt(tmp_path):
     glt_tif = str(tmp_path / "glt.tif")
     grid = raster_io.Grid(354, 318, tuple(attrs["geotransform"]), attrs["spatial_ref"])
     pipeline.write_array(glt_tif, np.stack([data["glt_x"], data["glt_y"]]).astype(np.int32), grid=grid)
-    with pytest.raises(InputError, match=r"^input: the GLT in GLT addresses sensor sample 200 / line 200"):
+    with pytest.raises(InputError, match=r"^input: the GLT in glt addresses sensor sample 200 / line 200"):
         glt.orthorectify(small, glt_tif, str(out))
     # Not a GLT: a netCDF without location/glt_x, a 1-band raster, an ungeoreferenced raster.
     from fixtures_emit import build_radiance_nc
