@@ -149,11 +149,11 @@ def test_size_mismatch_and_bad_glt(tmp_path):
     from fixtures_emit import build_radiance_nc
 
     no_loc, _ = build_radiance_nc(tmp_path / "noloc.nc", rows=10, cols=10, drop=("location",))
-    with pytest.raises(InputError, match=r"^GLT: .*no geometry lookup table"):
+    with pytest.raises(InputError, match=r"^glt: .*no geometry lookup table"):
         glt.orthorectify(path, str(no_loc), str(out))
-    with pytest.raises(InputError, match=r"^GLT: .*1 band"):
+    with pytest.raises(InputError, match=r"^glt: .*1 band"):
         glt.orthorectify(path, _one_band(tmp_path), str(out))
-    with pytest.raises(InputError, match=r"^GLT: .*no georeferencing"):
+    with pytest.raises(InputError, match=r"^glt: .*no georeferencing"):
         glt.open_glt(_two_band_plain(tmp_path))
     assert not out.exists()
 

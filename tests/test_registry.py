@@ -58,9 +58,9 @@ def test_resolve_by_path_and_errors(tmp_path):
     path = seg_models.conv_model(tmp_path / "m.onnx", card=seg_models.seg_card("by-path"))
     e = registry.resolve(path)
     assert e.id == "by-path" and e.origin == "file" and e.card["task"] == "segmentation"
-    with pytest.raises(ModelError, match="MODEL: no model with id 'nope' is registered .*ukis-csmask-6b-l2a"):
+    with pytest.raises(ModelError, match="model: no model with id 'nope' is registered .*ukis-csmask-6b-l2a"):
         registry.resolve("nope")
-    with pytest.raises(ModelError, match="MODEL: model file not found"):
+    with pytest.raises(ModelError, match="model: model file not found"):
         registry.resolve(str(tmp_path / "missing.onnx"))
     with pytest.raises(ModelError, match="no model given"):
         registry.resolve("  ")
