@@ -134,7 +134,7 @@ def models(config, monitor, output_json=None):
         if e.duplicate_warning:
             monitor.warn(e.duplicate_warning)
         if e.error:
-            monitor.warn(f"{e.id} ({e.origin}, {e.path}): unusable: {e.error}")
+            monitor.warn(f"{e.id} ({e.origin}, {e.path}): unusable: {e.problem_text}")
         else:
             monitor.info(f"{card_summary(e.card)}\n  origin: {e.origin}\n  path: {e.path}\n"
                          f"  card: {json.dumps(e.card, sort_keys=True)}")

@@ -150,3 +150,17 @@ def test_log_messages_are_renamed_like_errors():
     RenamingMonitor(seen, TASKS["attentionmaps"].message_names()).warn(text)
     assert plain.warnings == ["dates_text applies to temporal (L-TAE) models only; ignored."]
     assert seen.warnings == ["DATES applies to temporal (L-TAE) models only; ignored."]
+
+
+def test_unusable_model_entry_is_renamed_once(tmp_path):
+    """A registry entry keeps its error's markers: resolving it names the parameter once, not twice."""
+    from spectral_transformers.runtime.models import registry
+    from spectral_transformers.runtime.errors import ModelError
+
+    bad = tmp_path / "junk.onnx"
+    bad.write_bytes(b"not a protobuf at all")
+    with pytest.raises(ModelError) as info:
+        registry.resolve(str(bad))
+    assert str(info.value).startswith("model: ") and "model: model:" not in str(info.value)
+    renamed = str(TASKS["segment"].rename_error(info.value))
+    assert renamed.startswith("MODEL: ") and "MODEL: model" not in renamed and "junk.onnx" in renamed

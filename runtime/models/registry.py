@@ -21,7 +21,7 @@ from .. import PLUGIN_DIR
 from ..install import deps
 from . import model_card
 from ..pipeline import styles
-from ..errors import ModelError
+from ..errors import ModelError, ref
 from ..io.raster_io import special_file_kind
 
 STORE_DIR = os.path.join(PLUGIN_DIR, "models")
@@ -42,6 +42,14 @@ class ModelEntry:
     error: Optional[str] = None
     #: other models with the same id that this one shadows (lower precedence), as "path (origin)"
     shadowed: tuple = ()
+    #: the error behind ``error`` (its ``«arg»`` markers kept, see :mod:`..errors`), None if none
+    problem: Optional[Exception] = field(default=None, repr=False, compare=False)
+
+    @property
+    def problem_text(self):
+        """``error`` with the parameter as a marker, for messages the table renames."""
+        p = self.problem
+        return f"{ref(p.parameter)}: {p.template}" if getattr(p, "parameter", None) else self.error
 
     def as_dict(self):
         out = {"id": self.id, "path": self.path, "origin": self.origin, "error": self.error, "card": self.card}
@@ -192,7 +200,7 @@ def _entry_for_path(path, origin, parameter="model"):
         card = model_card.load_card(path, parameter)
         return ModelEntry(card["id"], path, card, origin)
     except ModelError as exc:
-        return ModelEntry(os.path.splitext(os.path.basename(path))[0], path, {}, origin, str(exc))
+        return ModelEntry(os.path.splitext(os.path.basename(path))[0], path, {}, origin, str(exc), problem=exc)
 
 
 def list_models(extra_dirs=None, include_invalid=True, config=None):
@@ -274,14 +282,14 @@ def resolve(value, parameter="model", extra_dirs=None, task=None, config=None, c
         if entry.error and cardless:
             entry = ModelEntry(entry.id, entry.path, {}, entry.origin)
         elif entry.error:
-            raise ModelError(entry.error, parameter)
+            raise ModelError(getattr(entry.problem, "template", entry.error), parameter)
     else:
         entries = {e.id: e for e in list_models(extra_dirs, config=config)}
         entry = entries.get(value)
         if entry is None:
             raise ModelError(missing_model_message(value, sorted(entries)), parameter)
         if entry.error:
-            raise ModelError(entry.error, parameter)
+            raise ModelError(getattr(entry.problem, "template", entry.error), parameter)
     tasks = (task,) if isinstance(task, str) else tuple(task or ())
     if tasks and entry.card and entry.card.get("task") not in tasks:
         wanted = " or ".join(f"'{t}'" for t in tasks)

@@ -34,7 +34,7 @@ from . import onnx_backend
 from ..pipeline import styles
 from .base import OnnxModel, dims
 from ..config import cpu_cores, ensure_config
-from ..errors import InputError, ModelError
+from ..errors import InputError, ModelError, render
 from ..monitor import ensure
 from ..io.raster_io import Grid, open_raster, read_block
 from ..pipeline import OutputSet, stream, strips
@@ -433,7 +433,7 @@ class _WarnTap:
         self.warnings = []
 
     def warn(self, message):
-        self.warnings.append(message)
+        self.warnings.append(render(message))  # «arg» markers as argument names, like the runtime's errors
         self._m.warn(message)
 
     def __getattr__(self, name):
