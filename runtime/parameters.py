@@ -5,7 +5,10 @@ come from the :data:`TASKS` table below: a :class:`Param` states name, label, he
 runtime argument once. ``algorithms/`` builds the QGIS parameter definitions and the help from it;
 :func:`parse_values` turns raw values (command-line strings, JSON numbers, dialog values) into the
 runtime's keyword arguments in one place; :meth:`Task.rename_error` turns an error the runtime raised
-under its own argument name (``solar_zenith``) into one naming the parameter (``SOLAR_ZENITH``).
+under its own argument name (``solar_zenith``, other parameters as ``«arg»`` markers, see
+:mod:`.errors`) into one naming the parameters (``SOLAR_ZENITH``), and :attr:`Task.run` does that for
+errors, log messages and result keys of a run. This module is the only place in ``runtime/`` that
+spells Processing names (``tests/test_error_names.py``).
 
 Help strings may name another parameter of the same task as ``{NAME}``; the generated help shows
 its visible label there, never the key.
