@@ -45,6 +45,10 @@ def test_user_folder_env_and_extra_dirs(tmp_path, monkeypatch):
     assert entries["user-one"].origin.startswith("user folder") and entries["user-one"].error is None
     assert entries["user-two"].card["id"] == "user-two"
     assert "no model card" in entries["nocard"].error
+    # the listing's JSON says what is wrong with the file, without a parameter prefix (no runtime
+    # argument, no Processing name: it is about the model, in any task)
+    listed = entries["nocard"].as_dict()["error"]
+    assert "no model card" in listed and not listed.lower().startswith("model:") and "«" not in listed
     assert "nocard" not in {e.id for e in registry.list_models(extra_dirs=[b], include_invalid=False)}
     assert registry.resolve("user-two", extra_dirs=[b]).path == str(b / "two.onnx")
     registry.set_user_dirs([b])

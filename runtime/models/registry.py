@@ -52,7 +52,9 @@ class ModelEntry:
         return f"{ref(p.parameter)}: {p.template}" if getattr(p, "parameter", None) else self.error
 
     def as_dict(self):
-        out = {"id": self.id, "path": self.path, "origin": self.origin, "error": self.error, "card": self.card}
+        # the listing's "error" is about the model file, not a parameter: the reason without a prefix
+        error = getattr(self.problem, "reason", None) or self.error
+        out = {"id": self.id, "path": self.path, "origin": self.origin, "error": error, "card": self.card}
         if self.shadowed:
             out["shadowed"] = list(self.shadowed)
         return out
