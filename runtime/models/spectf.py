@@ -195,8 +195,8 @@ class SpectfModel(OnnxModel):
         return path if os.path.isfile(path) else None
 
     def probability_session(self):
-        """Session for probability-only inference: the card's pruned ``variants.probability_only`` graph
-        when it exists beside the model (no attention reduction; ≈ 1.5–2× faster), else the model."""
+        """Session for probability-only inference: the card's ``variants.probability_only`` graph when it
+        exists beside the model and loads (no attention output; fused attention), else the model."""
         if self._probability_session is None:
             self._probability_session = self.session
             variants = self.card.get("variants")
