@@ -109,7 +109,7 @@ def _irradiance_factor(header, wavelength_nm, values, source, parameter):
         "µW cm⁻² nm⁻¹ (peak ≈ 200), mW m⁻² nm⁻¹ / W m⁻² µm⁻¹ (≈ 2000) or W m⁻² nm⁻¹ (≈ 2).", parameter)
 
 
-def load_irradiance(path=None, parameter="IRRADIANCE"):
+def load_irradiance(path=None, parameter="irradiance"):
     """Load a solar spectrum as :class:`SolarSpectrum` (nm, µW cm⁻² nm⁻¹).
 
     ``path`` None → the shipped ASTM E-490 spectrum. ``.npy``: array (N, 2) of nm and
@@ -194,7 +194,7 @@ def resample_gaussian(wavelength_nm, values, centre_nm, fwhm_nm, width_sigmas=6.
     return out
 
 
-def band_irradiance(spectrum, centre_nm, fwhm_nm, parameter="IRRADIANCE", monitor=None):
+def band_irradiance(spectrum, centre_nm, fwhm_nm, parameter="irradiance", monitor=None):
     """Solar irradiance (µW cm⁻² nm⁻¹ at 1 AU) per band; :class:`InputError` when the spectrum does not
     cover a band (centre more than half a FWHM outside it)."""
     centre = np.asarray(centre_nm, dtype=np.float64)
