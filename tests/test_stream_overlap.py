@@ -175,7 +175,7 @@ def test_spectf_write_error_mid_run_leaves_nothing(tmp_path, tiny, monkeypatch):
         return original(self, window, array)
 
     monkeypatch.setattr(RasterWriter, "write", failing)
-    with pytest.raises(InputError, match="OUTPUT.*simulated"):
+    with pytest.raises(InputError, match="^mask: .*simulated"):
         spectf_pipeline.run_spectf(src, tiny, out, input_type="reflectance", device="cpu",
                           block_bytes=10 * 268 * 3 * 4 * 2 * 3)
     assert os.listdir(tmp_path / "out") == [] and not _stage_threads() and len(calls) == 7
