@@ -150,6 +150,16 @@ def _retries_of(client, key):
         return None
 
 
+def _clean_on_workers(client, folders):
+    """Every worker removes the temporaries that killed workers *of its own host* left in
+    ``folders`` (a staging folder's owner pid can only be checked on its host; see
+    :mod:`..runtime.pipeline.staging`). Hosts without a worker left keep theirs until they are old."""
+    try:
+        client.run(tasks.clean_partials_in, folders)
+    except Exception:  # noqa: BLE001 - housekeeping; the next run in the folder cleans up too
+        pass
+
+
 def _killed_message(exc, retries):
     tries = (f"{retries + 1} time{'s' if retries else ''}" if retries is not None else "too many times")
     return (f"the worker running this scene died {tries} (killed, or over its memory limit); gave up "
@@ -160,8 +170,9 @@ def run_batch(task, scenes, output_dir, client, threads=None, threads_by_worker=
               global_names=(), force=False, stream=None, tty=None, local=True):
     """Run ``scenes`` of ``task`` on ``client``'s cluster, writing into ``output_dir`` and appending
     to its manifest. ``threads``: ONNX Runtime threads per scene (local cluster); ``threads_by_worker``:
-    per-worker defaults (existing cluster). ``local``: the workers share this machine's file system
-    view (stale temporaries of killed workers are then removed at the end). Returns a :class:`Summary`."""
+    per-worker defaults (existing cluster). ``local``: the workers run on this machine (temporaries
+    of killed workers are removed here at the end; on an existing cluster each worker removes those
+    of its own host). Returns a :class:`Summary`."""
     from distributed import as_completed
 
     os.makedirs(output_dir, exist_ok=True)
@@ -215,9 +226,11 @@ def run_batch(task, scenes, output_dir, client, threads=None, threads_by_worker=
             progress.close()
             raise
         finally:
+            folders = sorted({os.path.dirname(p) for s in todo for p in s.outputs.values()})
             if local:
-                for folder in sorted({os.path.dirname(p) for s in todo for p in s.outputs.values()}):
-                    tasks.clean_partials(folder)
+                tasks.clean_partials_in(folders)
+            elif folders:
+                _clean_on_workers(client, folders)
     progress.close()
     summary.seconds = time.perf_counter() - started
     return summary

@@ -92,8 +92,14 @@ def run(task, kwargs, cfg, monitor):
     return task.run(cfg, monitor, **kwargs)
 
 
+def clean_partials_in(folders):
+    """:func:`clean_partials` for each of ``folders``; returns every path removed."""
+    return [path for folder in folders for path in clean_partials(folder)]
+
+
 def clean_partials(folder):
-    """Remove temporaries that killed runs left in ``folder`` (only those whose process is gone)."""
+    """Remove temporaries that killed runs left in ``folder``: those of dead processes of this host,
+    other hosts' only when old (:func:`..runtime.pipeline.staging.clean_stale_staging`)."""
     if not os.path.isdir(folder):
         return []
     try:
