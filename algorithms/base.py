@@ -42,7 +42,7 @@ from ..qgis_compat import (
     PARAMETER_FLAG_ADVANCED,
     SOURCE_RASTER,
 )
-from ..runtime import deps
+from ..runtime.install import deps
 from ..runtime import parameters as table
 from ..runtime.config import RuntimeConfig
 from ..runtime.errors import Cancelled, InputError, SpectralError
@@ -110,7 +110,7 @@ def static_enum(name, description, options, default, optional=False):
 def model_choices(param):
     """Registered model ids of the tasks ``param`` offers, the default first (listed even when it is not
     installed, so scripts and the dialog agree on the default; the run then says how to get it)."""
-    from ..runtime import registry
+    from ..runtime.models import registry
 
     ids = []
     try:
@@ -175,7 +175,7 @@ def _emit_path(value):
     """``value`` when it is the path of an EMIT netCDF product (``file.nc`` / ``file.nc|var``), else None."""
     if not isinstance(value, str) or not value.lower().split("|")[0].endswith((".nc", ".nc4")):
         return None
-    from ..runtime.emit_netcdf import emit_source
+    from ..runtime.io.emit_netcdf import emit_source
 
     return value if emit_source(value) else None
 
@@ -200,7 +200,7 @@ def _file_value(value, context=None):
 
 def _file_problem(name, value):
     """A one-line problem with the raster file ``value`` of parameter ``name``, or None."""
-    from ..runtime import raster_io
+    from ..runtime.io import raster_io
 
     if value.startswith("/vsi"):
         return None  # opened (and judged) by GDAL in the runtime
@@ -377,7 +377,7 @@ class SpectralAlgorithm(QgsProcessingAlgorithm):
     # -- EMIT netCDF swaths as raster inputs ---------------------------------------------------
     # QGIS cannot load EMIT netCDF files as raster layers, so its parameter check would reject them
     # ("Could not load source layer"). These two overrides let every raster-layer parameter take an
-    # EMIT netCDF path (file.nc or file.nc|variable); runtime.raster_io.open_raster reads it.
+    # EMIT netCDF path (file.nc or file.nc|variable); runtime.io.raster_io.open_raster reads it.
     def _file_parameters(self, parameters, context):
         """Raster / multi-layer parameters whose values are all raster files (not project layers)."""
         files = {}
@@ -429,7 +429,7 @@ class SpectralAlgorithm(QgsProcessingAlgorithm):
         monitor = FeedbackMonitor(feedback)
         try:
             if self.NEEDS_ONNXRUNTIME:  # say that first, before any model or input error
-                from ..runtime import onnx_backend
+                from ..runtime.models import onnx_backend
 
                 onnx_backend.import_onnxruntime()
             # Processing ▸ Options ▸ Providers ▸ Spectral Transformers, read once per run

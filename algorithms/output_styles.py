@@ -2,7 +2,7 @@
 
 Call from an algorithm's ``run`` after the output raster is written::
 
-    from ..runtime import styles
+    from ..runtime.pipeline import styles
     from .output_styles import style_output
 
     out = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
@@ -20,7 +20,7 @@ import threading
 from qgis.core import QgsProcessingLayerPostProcessorInterface
 
 from ..qgis_compat import STYLE_ALL_CATEGORIES
-from ..runtime.styles import qml_path_for
+from ..runtime.pipeline.styles import qml_path_for
 
 # Post-processors must outlive the algorithm run (QGIS keeps only a raw C++ pointer): keep
 # references here. They are tiny; the oldest are dropped past a bound.
@@ -63,7 +63,7 @@ def _keep(obj):
 def style_output(context, output_path, layer_name=None, qml_path=None):
     """Give the output layer ``output_path`` a name and a QML style when the run loads it.
 
-    ``qml_path`` defaults to the style beside the output (:func:`~..runtime.styles.qml_path_for`).
+    ``qml_path`` defaults to the style beside the output (:func:`~..runtime.pipeline.styles.qml_path_for`).
     Returns the post-processor, or ``None`` when the output is not loaded on completion (headless
     runs, or "Open output file after running" unchecked)."""
     output_path = str(output_path)

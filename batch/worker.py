@@ -79,7 +79,7 @@ def runtime_modules():
 
 def onnx_threads():
     """Intra-op thread counts of the ONNX Runtime sessions this process has opened (tests)."""
-    from ..runtime import onnx_backend
+    from ..runtime.models import onnx_backend
 
     return sorted({s.session.get_session_options().intra_op_num_threads
                    for s in list(onnx_backend._sessions.values())})  # noqa: SLF001

@@ -28,7 +28,7 @@ from segment_ukis import BAND_ORDER, SHARED, _import_plugin, write_chip  # noqa:
 _import_plugin()
 from osgeo import gdal  # noqa: E402
 
-from spectral_transformers.runtime.segmentation import run_segmentation  # noqa: E402
+from spectral_transformers.runtime.models.segmentation import run_segmentation  # noqa: E402
 
 
 def classes(path, model, folder, name):

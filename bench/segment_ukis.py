@@ -81,7 +81,7 @@ def child_ours(args):
     from osgeo import gdal
     gdal.UseExceptions()
 
-    from spectral_transformers.runtime.segmentation import run_segmentation
+    from spectral_transformers.runtime.models.segmentation import run_segmentation
 
     out = os.path.join(args.folder, f"{args.name}_ours.tif")
     t = time.perf_counter()
@@ -192,7 +192,7 @@ def make_big_raster(path, size):
 
 def child_memory(args):
     _import_plugin()
-    from spectral_transformers.runtime.segmentation import run_segmentation
+    from spectral_transformers.runtime.models.segmentation import run_segmentation
 
     from osgeo import gdal
     gdal.UseExceptions()

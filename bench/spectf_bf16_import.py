@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "build", "plugins"))
 
 import torch  # noqa: E402
 
-from spectral_transformers.runtime.spectf import SpectfModel  # noqa: E402
+from spectral_transformers.runtime.models.spectf import SpectfModel  # noqa: E402
 from spectral_transformers.training.build_store import SHARED  # noqa: E402
 from spectral_transformers.training.spectf import keep_bands, load_weights  # noqa: E402
 from spectral_transformers.training.spectf_export import import_upstream_onnx, spectf_card  # noqa: E402

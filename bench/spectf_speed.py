@@ -3,7 +3,7 @@
 Paths, each in its own subprocess (separate peak RSS), on the same spectra (real EMIT Libya-4 TOA
 reflectance + synthetic cloudy mixes, 268 bands):
 
-- ``onnx``: what the plugin runs — ``runtime.spectf.SpectfModel.predict`` on
+- ``onnx``: what the plugin runs — ``runtime.models.spectf.SpectfModel.predict`` on
   ``models/spectf-cloud-v0.1.0.onnx`` (CPU; its probability-only variant), fetching ``probability``; several batch sizes, best kept;
 - ``upstream``: SpecTf's ``deploy_pt.py`` recipe — model cast to bfloat16, TorchScript
   (``jit`` + ``optimize_for_inference``), ``inference_mode``, batch 4096;
@@ -55,7 +55,7 @@ def peak_rss_mb():
 
 
 def worker_onnx(args):
-    from spectral_transformers.runtime.spectf import SpectfModel
+    from spectral_transformers.runtime.models.spectf import SpectfModel
 
     model = SpectfModel.load(str(MODEL), device="cpu", threads=args.threads)  # the cloud-mask path
     b = int(args.batches)  # one batch size per process, so peak RSS belongs to it

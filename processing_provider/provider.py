@@ -7,7 +7,7 @@ from qgis.PyQt.QtGui import QIcon
 from ..algorithms import algorithm_classes
 from ..algorithms.base import set_config_source
 from ..qgis_compat import MESSAGE_INFO
-from ..runtime import deps
+from ..runtime.install import deps
 from . import settings
 
 ICON = os.path.join(os.path.dirname(os.path.dirname(__file__)), "resources", "icon.svg")
@@ -37,7 +37,7 @@ class SpectralTransformersProvider(QgsProcessingProvider):
 
     def versionInfo(self):  # noqa: N802 (shown in each algorithm's log)
         """ONNX Runtime version and execution providers, or that it is missing."""
-        from ..runtime import onnx_backend
+        from ..runtime.models import onnx_backend
         from ..runtime.errors import DependencyError
 
         try:

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from .errors import InputError, SpectralError
-from .onnx_backend import DEVICES
-from .toa import EARTH_SUN_DISTANCE_RANGE_AU, RADIANCE_UNITS, SOLAR_ZENITH_RANGE_DEG
+from .models.onnx_backend import DEVICES
+from .physics.toa import EARTH_SUN_DISTANCE_RANGE_AU, RADIANCE_UNITS, SOLAR_ZENITH_RANGE_DEG
 
 #: Parameter kinds. Inputs: raster, rasters, file, number, integer, enum, bool, string, model.
 #: Destinations: output_raster, output_file. Results (Task.outputs): number, string.

@@ -25,11 +25,11 @@ def toareflectance(config, monitor, input, output, observation=None, irradiance=
                    earth_sun_distance=None, radiance_units="auto", scale=None):
     import os
 
-    from . import toa
+    from .physics import toa
 
     if irradiance and (str(irradiance).lower().endswith(".onnx")
                        or (not os.path.exists(irradiance) and not os.path.dirname(irradiance))):
-        from . import registry  # a model (id or .onnx): convert with that model's own solar spectrum
+        from .models import registry  # a model (id or .onnx): convert with that model's own solar spectrum
 
         irradiance = registry.solar_spectrum(irradiance, "irradiance")
     summary = toa.toa_reflectance(input, output, observation=observation, irradiance=irradiance,
@@ -42,7 +42,7 @@ def toareflectance(config, monitor, input, output, observation=None, irradiance=
 def cloudmask(config, monitor, input, mask, model, input_type="auto", observation=None, irradiance=None,
               solar_zenith=None, earth_sun_distance=None, threshold=None, device="auto", batch_size=None,
               probability=None, scale=None):
-    from . import spectf
+    from .models import spectf
 
     result = spectf.run_spectf(
         input, model=model, outputs={"mask": mask, "probability": probability}, input_type=input_type,
@@ -55,7 +55,7 @@ def cloudmask(config, monitor, input, mask, model, input_type="auto", observatio
 
 def segment(config, monitor, classes, model, input=None, series=(), bands=None, overlap=None, batch_size=4,
             device="auto", probabilities=None, confidence=None, dates=None):
-    from . import segmentation
+    from .models import segmentation
 
     result = segmentation.run_segmentation(
         _inputs(input, series), model, {"classes": classes, "probabilities": probabilities, "confidence": confidence},
@@ -69,7 +69,7 @@ def segment(config, monitor, classes, model, input=None, series=(), bands=None, 
 def attentionmaps(config, monitor, output, model, input=None, series=(), device="auto", batch_size=None,
                   input_type="auto", observation=None, irradiance=None, dates_text=None, top_wavelength=None,
                   heads=None, classes=None, scale=None):
-    from . import ltae
+    from .models import ltae
 
     paths = _inputs(input, series)
     mode, path, card = ltae.resolve_attention_model(model, device, config=config)
@@ -83,7 +83,7 @@ def attentionmaps(config, monitor, output, model, input=None, series=(), device=
         for name, value in (("DATES", dates_text), ("OUTPUT_HEADS", heads), ("OUTPUT_CLASSES", classes)):
             if value not in (None, ""):
                 monitor.warn(f"{name} applies to temporal (L-TAE) models only; ignored.")
-        from . import spectf
+        from .models import spectf
 
         outputs = {"attention": output}
         if top_wavelength:
@@ -111,7 +111,7 @@ def attentionmaps(config, monitor, output, model, input=None, series=(), device=
 
 
 def orthorectify(config, monitor, input, output, glt=None):
-    from . import glt as glt_mod
+    from .io import glt as glt_mod
 
     source = glt or glt_mod.glt_source_for(input)
     if not source:
@@ -122,8 +122,8 @@ def orthorectify(config, monitor, input, output, glt=None):
 
 
 def models(config, monitor, output_json=None):
-    from . import registry
-    from .model_card import card_summary
+    from .models import registry
+    from .models.model_card import card_summary
     from .pipeline import write_text_atomically
 
     entries = registry.list_models(config=config)
@@ -146,7 +146,7 @@ def models(config, monitor, output_json=None):
 
 
 def installdependencies(config, monitor, device="auto", with_ukis=True, wheel_dir=None, index_url=None):
-    from . import deps
+    from .install import deps
 
     installer = deps.Installer(device=device, with_ukis=with_ukis, wheel_dir=wheel_dir or None,
                                index_url=(index_url or "").strip() or None)
@@ -156,7 +156,7 @@ def installdependencies(config, monitor, device="auto", with_ukis=True, wheel_di
 
 
 def installmodel(config, monitor, source, sha256=None, card=None, overwrite=False):
-    from . import deps, model_install
+    from .install import deps, model_install
 
     installed = model_install.install_model(source, card=card, sha256=sha256, overwrite=overwrite, monitor=monitor)
     return {"FOLDER": deps.models_dir(), "MODEL_IDS": ", ".join(m["id"] for m in installed), "COUNT": len(installed)}

@@ -132,7 +132,7 @@ def tall_radiance(path, lines=300):
     """A ``lines`` × 22 × 285 EMIT radiance cube (the real Libya-4 clip tiled downtrack) as GeoTIFF
     with the clip's wavelengths and FWHM; nodata −9999."""
     from spectral_transformers.runtime.pipeline import write_array
-    from spectral_transformers.runtime.spectral import read_spectral_info, write_spectral_metadata
+    from spectral_transformers.runtime.physics.spectral import read_spectral_info, write_spectral_metadata
 
     ds = gdal.Open(str(shared(*EMIT_RDN)))
     cube = ds.ReadAsArray().astype(np.float32)
@@ -199,7 +199,7 @@ def test_toa_and_cloudmask_at_once_match_direct_runs(processing_provider, tmp_pa
 
 
 def test_two_cloudmasks_share_one_cached_session(processing_provider, tmp_path):
-    from spectral_transformers.runtime import onnx_backend
+    from spectral_transformers.runtime.models import onnx_backend
 
     model = str(built_model(SPECTF))
     onnx_backend.clear_cache()

@@ -395,7 +395,7 @@ def test_one_thread_spectf_runs_small_chunks_with_identical_results(monkeypatch)
     """A batch worker has one ONNX Runtime thread: SpecTf then still runs CPU_CHUNK spectra per call
     (the fast path of the multi-threaded case, ~25 % less CPU than one call per batch), with the same
     probabilities as two threads."""
-    from spectral_transformers.runtime import spectf
+    from spectral_transformers.runtime.models import spectf
     from support import built_model
 
     built_model("spectf-cloud-v0.1.0")

@@ -1,4 +1,4 @@
-"""SpecTf cloud mask: streaming runtime (runtime/spectf.py) and ``spectraltf:cloudmask``.
+"""SpecTf cloud mask: streaming runtime (runtime/models/spectf.py) and ``spectraltf:cloudmask``.
 
 Most pipeline tests use a *tiny* SpecTf-shaped ONNX model built here with onnx.helper (same
 inputs/outputs as the real export: spectra (N,S), wavelengths (S,) → probability, logits,
@@ -18,11 +18,11 @@ from osgeo import gdal
 
 from support import add_onnx, qgis_process, shared
 
-from spectral_transformers.runtime import spectf
+from spectral_transformers.runtime.models import spectf
 from spectral_transformers.runtime.errors import Cancelled, InputError, ModelError
 from spectral_transformers.runtime.monitor import RecordingMonitor
 from spectral_transformers.runtime.pipeline import write_array
-from spectral_transformers.runtime.spectral import read_spectral_info, write_spectral_metadata
+from spectral_transformers.runtime.physics.spectral import read_spectral_info, write_spectral_metadata
 
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper  # noqa: E402
@@ -168,7 +168,7 @@ def test_streaming_matches_single_batch_onnx(tmp_path, tiny, block_rows, batch):
     assert res.valid_pixels == valid.sum() and res.cloud_pixels == int((prob >= 0.5).sum())
     mds = gdal.Open(out["mask"])
     ct = mds.GetRasterBand(1).GetColorTable()
-    from spectral_transformers.runtime import styles
+    from spectral_transformers.runtime.pipeline import styles
 
     assert ct.GetColorEntry(1)[:3] == styles.CLOUD_COLOR[:3]  # GeoTIFF palettes carry no alpha: see the QML
     qml = (tmp_path / "m.qml").read_text()
@@ -232,7 +232,7 @@ def test_bad_inputs(tmp_path, tiny):
 
 
 def test_cuda_without_gpu_names_device(tmp_path, tiny):
-    from spectral_transformers.runtime import onnx_backend
+    from spectral_transformers.runtime.models import onnx_backend
 
     if "CUDAExecutionProvider" in onnx_backend.available_providers():
         try:
@@ -260,7 +260,8 @@ def real_model():
 def libya_toa():
     """Real Libya-4 EMIT radiance converted to TOA reflectance with the derived OBS:
     (cube (285, 25, 22) float32 NaN at nodata, valid (25, 22), wavelengths nm, fwhm nm)."""
-    from spectral_transformers.runtime import raster_io, toa
+    from spectral_transformers.runtime.io import raster_io
+    from spectral_transformers.runtime.physics import toa
 
     ds = gdal.Open(str(shared(*EMIT)))
     conv = toa.ToaConverter.create(ds, str(shared(*EMIT_OBS)))
@@ -426,7 +427,8 @@ def test_probability_variant_matches_full_model():
 def test_radiance_input_uses_the_models_solar_spectrum(tmp_path):
     """Radiance + OBS → probabilities equal the SpecTf reference chain (TOA with SpecTf's irr.npy,
     Gaussian-FWHM resampling, per-pixel zenith, mean Earth–Sun distance) within 1e-4."""
-    from spectral_transformers.runtime import raster_io, toa
+    from spectral_transformers.runtime.io import raster_io
+    from spectral_transformers.runtime.physics import toa
 
     path = real_model()
     monitor = RecordingMonitor()

@@ -1,9 +1,10 @@
-"""The one acquisition-time reader (runtime/dates.py), used by TOA reflectance and the time series."""
+"""The one acquisition-time reader (runtime/io/dates.py), used by TOA reflectance and the time series."""
 import datetime as dt
 
 from osgeo import gdal
 
-from spectral_transformers.runtime import dates, solar, toa
+from spectral_transformers.runtime.io import dates
+from spectral_transformers.runtime.physics import solar, toa
 
 
 def _mem(metadata=None, envi=None):

@@ -1,4 +1,4 @@
-"""EMIT netCDF products read directly through runtime.raster_io.open_raster (real OBS/MASK crops and a
+"""EMIT netCDF products read directly through runtime.io.raster_io.open_raster (real OBS/MASK crops and a
 radiance file in the L1B RDN layout built from real Libya-4 spectra, see fixtures_emit.py)."""
 import numpy as np
 import pytest
@@ -6,9 +6,11 @@ import pytest
 from fixtures_emit import MASK_NC, OBS_NC, build_radiance_nc
 from support import shared
 
-from spectral_transformers.runtime import emit_netcdf, pipeline, raster_io, toa
+from spectral_transformers.runtime.io import emit_netcdf, raster_io
+from spectral_transformers.runtime import pipeline
+from spectral_transformers.runtime.physics import toa
 from spectral_transformers.runtime.errors import InputError
-from spectral_transformers.runtime.spectral import read_spectral_info, write_spectral_metadata
+from spectral_transformers.runtime.physics.spectral import read_spectral_info, write_spectral_metadata
 
 OBS_BANDS = [
     "Path length (sensor-to-ground in meters)", "To-sensor azimuth (0 to 360 degrees CW from N)",

@@ -18,7 +18,7 @@ from support import qgis_process, require_torch, shared
 torch = require_torch()
 import yaml  # noqa: E402
 
-from spectral_transformers.runtime import model_card, tile_norm  # noqa: E402
+from spectral_transformers.runtime.models import model_card, tile_norm  # noqa: E402
 from spectral_transformers.training import foundation_io as fio  # noqa: E402
 from spectral_transformers.training import spectralearth as se  # noqa: E402
 from spectral_transformers.training import spectralgpt as sg  # noqa: E402
@@ -174,7 +174,7 @@ def test_tile_minmax_uses_valid_pixels_only():
 
 def test_segment_applies_tile_minmax_per_window_over_valid_pixels(tmp_path):
     import seg_models
-    from spectral_transformers.runtime import onnx_backend, segmentation
+    from spectral_transformers.runtime.models import onnx_backend, segmentation
 
     card = seg_models.seg_card("minmax-seg", tile=32, overlap=8, normalization="tile-minmax")
     model = seg_models.conv_model(tmp_path / "m.onnx", in_ch=3, classes=3, kernel=3, card=card)

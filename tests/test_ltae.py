@@ -10,12 +10,12 @@ from osgeo import gdal
 
 from support import require_torch, shared
 
-from spectral_transformers.runtime import dates as dates_mod
-from spectral_transformers.runtime import ltae as rt
+from spectral_transformers.runtime.io import dates as dates_mod
+from spectral_transformers.runtime.models import ltae as rt
 from spectral_transformers.runtime.errors import Cancelled, InputError, ModelError
 from spectral_transformers.runtime.monitor import RecordingMonitor
 from spectral_transformers.runtime.pipeline import write_array
-from spectral_transformers.runtime.raster_io import Grid
+from spectral_transformers.runtime.io.raster_io import Grid
 
 torch = require_torch()
 torch.set_num_threads(1)
@@ -123,7 +123,7 @@ def test_card_contents(trained):
     assert card["dates_policy"]["kind"] == "days_since_first"
     assert [c["value"] for c in card["classes"]] == [1, 2, 3, 4, 8]
     assert card["classes"][1]["name"] == "Forest" and card["classes"][1]["color"].startswith("#")
-    from spectral_transformers.runtime.model_card import load_card
+    from spectral_transformers.runtime.models.model_card import load_card
 
     assert load_card(trained["path"])["id"] == "ltae-test"
 

@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import seg_models
-from spectral_transformers.runtime import model_card
+from spectral_transformers.runtime.models import model_card
 from spectral_transformers.runtime.errors import ModelError
 
 

@@ -1,4 +1,4 @@
-"""runtime/model_install.py + spectraltf:installmodel: models from a URL (local HTTP server on
+"""runtime/install/model_install.py + spectraltf:installmodel: models from a URL (local HTTP server on
 127.0.0.1) or a file, SHA-256 checked, cards validated, bad input refused with one line, nothing partial."""
 import hashlib
 import http.server
@@ -13,7 +13,8 @@ import pytest
 
 import seg_models
 from support import MODELS, built_model
-from spectral_transformers.runtime import model_install, registry
+from spectral_transformers.runtime.install import model_install
+from spectral_transformers.runtime.models import registry
 from spectral_transformers.runtime.errors import Cancelled, InputError, ModelError
 from spectral_transformers.runtime.monitor import RecordingMonitor
 
@@ -81,7 +82,7 @@ def test_zip_over_http_with_sha256_installs_and_resolves(server, tmp_path):
     assert monitor.fractions[-1] == 1.0 and monitor.fractions == sorted(monitor.fractions)
     entry = registry.resolve("spectf-copy", extra_dirs=[str(target)], task="spectral-cloud-mask")
     assert entry.path == str(target / "spectf-copy.onnx")
-    from spectral_transformers.runtime import spectf
+    from spectral_transformers.runtime.models import spectf
 
     model = spectf.SpectfModel.load(entry, device="cpu")
     assert model.solar_irradiance_path == str(target / "spectf-cloud-v0.1.0.solar.csv")

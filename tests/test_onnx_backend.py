@@ -11,7 +11,7 @@ from onnx import TensorProto, helper  # noqa: E402
 
 from support import add_onnx  # noqa: E402
 
-from spectral_transformers.runtime import onnx_backend  # noqa: E402
+from spectral_transformers.runtime.models import onnx_backend  # noqa: E402
 from spectral_transformers.runtime.errors import Cancelled, InputError, ModelError  # noqa: E402
 from spectral_transformers.runtime.monitor import Monitor  # noqa: E402
 

@@ -46,8 +46,8 @@ def test_zip_content(built_zip):
     rel = [n[len(TOP):] for n in names]
     for required in ("__init__.py", "plugin.py", "qgis_compat.py", "metadata.txt", "resources/icon.svg",
                      "processing_provider/provider.py", "processing_provider/settings.py",
-                     "algorithms/__init__.py", "algorithms/base.py", "runtime/onnx_backend.py",
-                     "runtime/styles.py", "gui/dependency_check.py"):
+                     "algorithms/__init__.py", "algorithms/base.py", "runtime/models/onnx_backend.py",
+                     "runtime/pipeline/styles.py", "runtime/io/__init__.py", "gui/dependency_check.py"):
         assert required in rel, required
     top_dirs = {r.split("/", 1)[0] for r in rel if "/" in r}
     assert top_dirs <= {"algorithms", "processing_provider", "runtime", "gui", "resources", "models"}, top_dirs
@@ -92,7 +92,7 @@ def test_selection_rules():
     ("from .. import tests", {"tests"}),
     ("import spectral_transformers.bench.run", {"bench"}),
     ("from spectral_transformers.training.spectf import x", {"training"}),
-    ("from ..runtime import styles\nimport numpy", set()),
+    ("from ..runtime.pipeline import styles\nimport numpy", set()),
 ])
 def test_unshipped_imports_detected(source, bad):
     assert _package_module()._imports_unshipped(ast.parse(source)) == bad
@@ -148,7 +148,7 @@ def test_shipped_models_load_from_the_unpacked_zip(built_zip, tmp_path):
     code = (
         "import json, sys; sys.path.insert(0, sys.argv[1])\n"
         "import numpy as np\n"
-        "from spectral_transformers.runtime import registry, spectf\n"
+        "from spectral_transformers.runtime.models import registry, spectf\n"
         "out = {}\n"
         "wl = np.linspace(380.0, 2500.0, 285)\n"
         "for mid in ('spectf-cloud-v0.1.0', 'spectf-cloud-v0.0.1'):\n"
@@ -182,4 +182,4 @@ def test_with_models_ships_the_store(tmp_path):
     assert {TOP + f for f in store} <= set(names)
     assert any(n.endswith(".onnx") for n in names)
     _, plain = pkg.build(str(tmp_path / "plain"), with_models="none")
-    assert not any("/models/" in n for n in plain)
+    assert not any(n.startswith(TOP + "models/") for n in plain)

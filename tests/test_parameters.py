@@ -7,7 +7,7 @@ import re
 import pytest
 
 from spectral_transformers.runtime import parameters as table
-from spectral_transformers.runtime import toa
+from spectral_transformers.runtime.physics import toa
 from spectral_transformers.runtime.errors import InputError, ModelError
 
 

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from spectral_transformers.runtime import raster_io
+from spectral_transformers.runtime.io import raster_io
 from spectral_transformers.runtime.config import RuntimeConfig
 from spectral_transformers.runtime.errors import Cancelled, InputError
 from spectral_transformers.runtime.monitor import RecordingMonitor
 from spectral_transformers.runtime.pipeline import OutputSet, clean_stale_staging, stream, strips, write_array
 from spectral_transformers.runtime.pipeline.staging import STAGING_PREFIX, owner_record, write_owner
-from spectral_transformers.runtime.raster_io import Grid, Window
+from spectral_transformers.runtime.io.raster_io import Grid, Window
 
 gdal.UseExceptions()
 

@@ -11,7 +11,7 @@ from support import qgis_process, require_torch, shared
 torch = require_torch()
 pytest.importorskip("onnx")
 
-from spectral_transformers.runtime import model_card  # noqa: E402
+from spectral_transformers.runtime.models import model_card  # noqa: E402
 from spectral_transformers.runtime.errors import InputError  # noqa: E402
 from spectral_transformers.runtime.pipeline import write_array  # noqa: E402
 from spectral_transformers.training import prithvi, seg_data, seg_train  # noqa: E402

@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from spectral_transformers.runtime import pipeline, raster_io
+from spectral_transformers.runtime import pipeline
+from spectral_transformers.runtime.io import raster_io
 from spectral_transformers.runtime.errors import Cancelled, InputError
 from spectral_transformers.runtime.pipeline import OutputSet
-from spectral_transformers.runtime.raster_io import Grid, Window
+from spectral_transformers.runtime.io.raster_io import Grid, Window
 from support import shared
 
 

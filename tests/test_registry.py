@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import seg_models
-from spectral_transformers.runtime import registry
+from spectral_transformers.runtime.models import registry
 from spectral_transformers.runtime.errors import ModelError
 
 UKIS_IDS = ["ukis-csmask-6b-l2a", "ukis-csmask-6b-l1c", "ukis-csmask-4b-l2a", "ukis-csmask-4b-l1c"]
@@ -79,7 +79,7 @@ def test_resolve_package_file_path_uses_adapter():
 def test_listing_is_fast_and_reads_no_sessions(monkeypatch):
     import time
 
-    from spectral_transformers.runtime import onnx_backend
+    from spectral_transformers.runtime.models import onnx_backend
 
     monkeypatch.setattr(onnx_backend, "load_session", lambda *a, **k: pytest.fail("listing created a session"))
     t = time.perf_counter()
@@ -96,8 +96,8 @@ def test_runtime_is_qgis_free_and_packages_are_not_imported():
 
     from support import PLUGINS
 
-    code = ("import sys; from spectral_transformers.runtime import registry, segmentation, model_card, tiling, "
-            "band_matching; ids = [e.id for e in registry.list_models()]; assert 'ukis-csmask-6b-l2a' in ids; "
+    code = ("import sys; from spectral_transformers.runtime.models import registry, segmentation, model_card, tiling; "
+            "from spectral_transformers.runtime.physics import band_matching; ids = [e.id for e in registry.list_models()]; assert 'ukis-csmask-6b-l2a' in ids; "
             "assert 'ukis_csmask' not in sys.modules; "
             "assert not any(m == 'qgis' or m.startswith('qgis.') for m in sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True, cwd="/", env=dict(os.environ, PYTHONPATH=str(PLUGINS)))

@@ -9,7 +9,7 @@ OBS = ("emit", "emit_l1b_obs_libya4_25x22_derived.img")
 
 
 def test_solar_spectrum_is_logged_once_for_radiance_input(tmp_path):
-    from spectral_transformers.runtime import spectf
+    from spectral_transformers.runtime.models import spectf
     from spectral_transformers.runtime.monitor import RecordingMonitor
 
     built_model("spectf-cloud-v0.1.0")
@@ -42,7 +42,7 @@ def test_loaded_layers_are_named_after_the_input_and_styled(processing_provider,
                            "Cloud probability (SpecTf) — emit_l1b_rdn_libya4_25x22"}, set(layers)
     toa = layers["TOA reflectance — emit_l1b_rdn_libya4_25x22"].renderer()
     assert toa.type() == "multibandcolor"
-    from spectral_transformers.runtime.spectral import read_spectral_info
+    from spectral_transformers.runtime.physics.spectral import read_spectral_info
     from osgeo import gdal
 
     wl = read_spectral_info(gdal.Open(str(tmp_path / "toa.tif"))).wavelength_nm

@@ -8,7 +8,7 @@ from osgeo import gdal
 
 import seg_models
 from support import qgis_process, shared
-from spectral_transformers.runtime import onnx_backend, segmentation
+from spectral_transformers.runtime.models import onnx_backend, segmentation
 from spectral_transformers.runtime.errors import Cancelled, InputError, ModelError
 from spectral_transformers.runtime.monitor import RecordingMonitor
 
@@ -358,7 +358,7 @@ def test_ukis_csmask_parity_on_real_chips(processing_provider, tmp_path):
 
 def test_narrow_nir_is_preferred_over_broad_nir(tmp_path):
     """A model band B8A (narrow NIR) takes the raster's B8A, not B8, even though both are 'NIR'."""
-    from spectral_transformers.runtime import band_matching
+    from spectral_transformers.runtime.physics import band_matching
 
     names = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12"]
     src = seg_models.write_raster(tmp_path / "s2.tif", RNG.random((13, 4, 4)), names)

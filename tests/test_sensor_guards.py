@@ -15,7 +15,9 @@ from osgeo import gdal
 from support import qgis_process, require_torch, shared
 from test_toa import _assert_parity, _header_list, spectf_reference
 
-from spectral_transformers.runtime import band_validity, raster_io, registry, spectf, toa
+from spectral_transformers.runtime.physics import band_validity, toa
+from spectral_transformers.runtime.io import raster_io
+from spectral_transformers.runtime.models import registry, spectf
 from spectral_transformers.runtime.config import RuntimeConfig
 from spectral_transformers.runtime.errors import InputError, ModelError
 from spectral_transformers.runtime.monitor import RecordingMonitor
@@ -194,7 +196,7 @@ def test_radiance_in_wrong_units_refused(tmp_path):
 
 
 def test_segment_refuses_untagged_integers():
-    from spectral_transformers.runtime.band_validity import check_model_input
+    from spectral_transformers.runtime.physics.band_validity import check_model_input
 
     s2 = raster_io.open_raster(str(shared("multispectral", "Spain_7370579_S2Hand.tif")))
     bands = [2, 3, 4, 9, 12, 13]

@@ -4,7 +4,7 @@ import os
 import pytest
 
 from spectral_transformers.processing_provider import settings
-from spectral_transformers.runtime import onnx_backend
+from spectral_transformers.runtime.models import onnx_backend
 from spectral_transformers.runtime.config import RuntimeConfig, cpu_cores
 
 

@@ -1,4 +1,4 @@
-"""runtime/solar.py: spectrum loading, Gaussian band resampling, NOAA solar geometry."""
+"""runtime/physics/solar.py: spectrum loading, Gaussian band resampling, NOAA solar geometry."""
 import math
 from datetime import datetime, timedelta
 
@@ -7,7 +7,7 @@ import pytest
 
 from support import shared
 
-from spectral_transformers.runtime import solar
+from spectral_transformers.runtime.physics import solar
 from spectral_transformers.runtime.errors import InputError
 
 

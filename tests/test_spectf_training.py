@@ -17,7 +17,7 @@ torch = require_torch()
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from spectral_transformers.runtime.onnx_backend import load_session  # noqa: E402
+from spectral_transformers.runtime.models.onnx_backend import load_session  # noqa: E402
 from spectral_transformers.training import metrics  # noqa: E402
 from spectral_transformers.training.spectf import SpecTf, SpecTfOnnx, keep_bands, load_weights  # noqa: E402
 from spectral_transformers.training.spectf_export import (  # noqa: E402
@@ -144,7 +144,7 @@ def test_card_embedded_and_sidecar(exported):
     assert embedded["threshold"] == 0.51 and len(embedded["wavelengths_nm"]) == 268
     assert embedded["drop_ranges_nm"] == [[0, 405], [1275, 1321], [2455, 9999]]
     assert embedded["published_f1"]["all"] == 0.948
-    from spectral_transformers.runtime import model_card  # the registry's parser accepts it
+    from spectral_transformers.runtime.models import model_card  # the registry's parser accepts it
     assert model_card.load_card(exported)["id"] == "spectf-cloud-v0.1.0"
     graph = onnx.load(str(exported))
     assert max(o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")) >= 17
@@ -234,7 +234,7 @@ def test_train_cli_on_small_hdf5(samples, tmp_path):
     card = json.loads(out.with_suffix(".json").read_text())
     assert card["test_metrics"]["n"] == int(np.isin(fids, ["emit20224", "emit20225"]).sum())
     assert card["test_metrics"]["f1"] > 0.8, proc.stdout
-    from spectral_transformers.runtime import model_card
+    from spectral_transformers.runtime.models import model_card
     assert model_card.load_card(out)["task"] == "spectral-cloud-mask"
     prob = run_onnx(out, spectra[:5], wl)[0]
     assert prob.shape == (5,) and np.all((prob >= 0) & (prob <= 1))

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from spectral_transformers.runtime import spectral
+from spectral_transformers.runtime.physics import spectral
 from spectral_transformers.runtime.pipeline import OutputSet
-from spectral_transformers.runtime.raster_io import Grid, Window, open_raster
+from spectral_transformers.runtime.io.raster_io import Grid, Window, open_raster
 from support import shared
 
 

@@ -17,7 +17,7 @@ import pytest
 from spectral_transformers.runtime.pipeline import OutputSet, clean_stale_staging, staging
 from spectral_transformers.runtime.pipeline.staging import (STAGING_PREFIX, STALE_OTHER_HOST_SECONDS,
                                                               STALE_UNOWNED_SECONDS, owner_record, read_owner)
-from spectral_transformers.runtime.raster_io import Grid, Window
+from spectral_transformers.runtime.io.raster_io import Grid, Window
 
 
 def dead_pid():

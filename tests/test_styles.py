@@ -1,10 +1,10 @@
-"""runtime/styles.py writes QML that QGIS 3.22 loads with the intended renderer and colours."""
+"""runtime/pipeline/styles.py writes QML that QGIS 3.22 loads with the intended renderer and colours."""
 
 import numpy as np
 import pytest
 from osgeo import gdal, osr
 
-from spectral_transformers.runtime import styles
+from spectral_transformers.runtime.pipeline import styles
 
 #: A cloud mask with a shadow class (value, label, RGBA): the plugin's own mask colours.
 CLOUD_MASK_CLASSES = styles.CLOUD_MASK_CLASSES

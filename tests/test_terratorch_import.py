@@ -205,7 +205,7 @@ def _compare(name, cls, prob, ref_logits):
 def test_tiling_grid_and_blend_equal_terratorch(tt_python, tmp_path):
     """The terratorch scheme's windows and weights reproduce tiled_inference on a position-dependent
     fake model (not one of TerraTorch's defaults only: odd sizes, other crop/stride/delta)."""
-    from spectral_transformers.runtime import tiling
+    from spectral_transformers.runtime.models import tiling
 
     cases = [(512, 512, 224, 192, 8), (300, 701, 224, 192, 8), (224, 500, 224, 192, 8), (230, 230, 224, 192, 8),
              (225, 1000, 224, 192, 8), (400, 333, 64, 40, 6), (97, 150, 32, 20, 8)]
@@ -229,7 +229,7 @@ def test_tiling_grid_and_blend_equal_terratorch(tt_python, tmp_path):
 
 
 def test_import_writes_card_from_yaml_and_checkpoint(models):
-    from spectral_transformers.runtime import model_card
+    from spectral_transformers.runtime.models import model_card
 
     m = models("upernet")
     card = model_card.load_card(m["onnx"])
@@ -268,7 +268,7 @@ def test_segment_equals_terratorch_tiled_inference(kind, models, chip_inputs, tt
 
 def test_tl_model_with_dates_and_location(models, chip_inputs, tt_python, processing_provider, tmp_path):
     """A Prithvi-EO-2.0 _tl model, 2 dates: dates from raster metadata, location = raster centre."""
-    from spectral_transformers.runtime import model_card
+    from spectral_transformers.runtime.models import model_card
 
     m = models("tl")
     card = model_card.load_card(m["onnx"])
@@ -313,7 +313,7 @@ def test_qgis_process_tl_needs_dates_then_runs(models, chip_inputs, tmp_path):
 
 
 def test_card_rejects_bad_coords_and_scheme():
-    from spectral_transformers.runtime import model_card
+    from spectral_transformers.runtime.models import model_card
     from spectral_transformers.runtime.errors import ModelError
 
     base = {"id": "x", "task": "segmentation", "output": {"kind": "logits", "classes": ["a", "b"]},
@@ -345,7 +345,7 @@ def test_importer_errors_are_clear(tmp_path, tt_python):
 
 
 def test_temporal_coords_are_year_and_doy0():
-    from spectral_transformers.runtime import model_coords
+    from spectral_transformers.runtime.models import model_coords
 
     tc = model_coords.temporal_coords([datetime.date(2019, 1, 1), "2020-12-31"])
     assert tc.tolist() == [[2019.0, 0.0], [2020.0, 365.0]]
@@ -356,7 +356,7 @@ def test_streamed_terratorch_scheme_equals_in_memory_logit_blend(tmp_path, shape
     """run_segmentation's strip-by-strip loop gives tiling.blend's weighted mean of logits."""
     import seg_models
 
-    from spectral_transformers.runtime import onnx_backend, segmentation, tiling
+    from spectral_transformers.runtime.models import onnx_backend, segmentation, tiling
 
     card = seg_models.seg_card(tile=32, overlap=12, crop=4)
     card["tiling"]["scheme"] = "terratorch"

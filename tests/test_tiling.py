@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spectral_transformers.runtime import tiling
+from spectral_transformers.runtime.models import tiling
 
 
 def test_axis_starts_last_window_flush():

@@ -1,4 +1,4 @@
-"""runtime/toa.py and spectraltf:toareflectance: parity with SpecTf's TOA formula, sanity on real
+"""runtime/physics/toa.py and spectraltf:toareflectance: parity with SpecTf's TOA formula, sanity on real
 EMIT Libya-4, geometry sources, bad inputs, streaming, Processing and qgis_process."""
 import glob
 import math
@@ -11,7 +11,9 @@ from osgeo import gdal
 
 from support import qgis_process, shared
 
-from spectral_transformers.runtime import pipeline, raster_io, toa
+from spectral_transformers.runtime import pipeline
+from spectral_transformers.runtime.io import raster_io
+from spectral_transformers.runtime.physics import toa
 from spectral_transformers.runtime.errors import Cancelled, InputError
 from spectral_transformers.runtime.monitor import RecordingMonitor
 

@@ -26,7 +26,7 @@ import math
 
 import numpy as np
 
-from ..runtime.dates import positions
+from ..runtime.io.dates import positions
 
 #: How acquisition dates become positions (days) for the positional encoding.
 DATES_POLICIES = ("day_of_year", "days_since_first", "days_since_reference")

@@ -56,7 +56,8 @@ def write_date_rasters(cube, dates, folder, bbox=None, epsg=None, prefix="series
     ``ACQUISITION_DATE`` metadata. Returns the paths in date order."""
     from osgeo import gdal, osr
 
-    from ..runtime import pipeline, raster_io
+    from ..runtime import pipeline
+    from ..runtime.io import raster_io
 
     t, c, h, w = cube.shape
     grid = raster_io.Grid(w, h)

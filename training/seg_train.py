@@ -127,7 +127,7 @@ def scores(pred, label, num_classes):
 def segmentation_card(model_id, *, bands, scale, mean, std, class_names, class_colors=None, tile,
                       frames=1, name=None, version="0.1.0", source="", license="", description="",
                       overlap=0.25, training=None):
-    """A ``segmentation`` model card (schema of ``runtime/model_card.py``).
+    """A ``segmentation`` model card (schema of ``runtime/models/model_card.py``).
 
     ``bands``: list of dicts {name, wavelength_nm[, fwhm_nm, aliases]}; ``scale``: stored value →
     reflectance factor(s); ``mean``/``std``: per band in reflectance units (after ``scale``)."""

@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 # Band selection is the plugin runtime's: one definition for training, export and inference.
-from ..runtime.spectf import DEFAULT_DROP_RANGES_NM as DROP_RANGES_NM
-from ..runtime.spectf import keep_bands  # noqa: F401 (re-exported)
+from ..runtime.models.spectf import DEFAULT_DROP_RANGES_NM as DROP_RANGES_NM
+from ..runtime.models.spectf import keep_bands  # noqa: F401 (re-exported)
 
 WAVELENGTH_OFFSET_NM = 1440.0
 WAVELENGTH_SCALE_NM = 600.0

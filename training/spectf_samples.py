@@ -19,8 +19,8 @@ def libya4_toa(data_dir=None):
 
     Converted with the plugin runtime's :class:`~..runtime.toa.ToaConverter` and SpecTf's own solar
     spectrum (``irr.npy``): per-pixel zenith from OBS band 5, mean Earth–Sun distance from band 11."""
-    from ..runtime import raster_io
-    from ..runtime.toa import ToaConverter
+    from ..runtime.io import raster_io
+    from ..runtime.physics.toa import ToaConverter
 
     data = _shared() if data_dir is None else data_dir
     rdn = raster_io.open_raster(str(data / "emit" / "emit_l1b_rdn_libya4_25x22.img"))

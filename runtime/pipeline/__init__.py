@@ -23,7 +23,7 @@ def write_array(path, array, like=None, grid=None, nodata=None, dtype=None, para
     tests and fixtures). Returns ``path``."""
     import numpy as np
 
-    from ..raster_io import Grid, Window
+    from ..io.raster_io import Grid, Window
 
     array = np.asarray(array)
     if array.ndim == 2:

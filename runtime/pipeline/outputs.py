@@ -180,7 +180,7 @@ class OutputSet:
 
     # -- staging and writing ---------------------------------------------------------------------
     def __enter__(self):
-        from ..raster_io import pam
+        from ..io.raster_io import pam
 
         # outputs keep PAM-only metadata (GeoTIFF category names) in their .aux.xml, even where the
         # process turned side files off for inputs (headless runs, see the provider)
@@ -213,7 +213,7 @@ class OutputSet:
 
     def create(self, parameter, grid, bands, dtype=np.float32, nodata=None, tile=None):
         """A :class:`RasterWriter` for the declared output ``parameter`` (inside the ``with`` block)."""
-        from ..raster_io import tile_size_for
+        from ..io.raster_io import tile_size_for
 
         if not self._entered:
             raise RuntimeError("OutputSet.create() must be called inside 'with outputs:'")
@@ -304,7 +304,7 @@ def _local_path(description):
     if not text or text.startswith("/vsi"):
         return None
     try:
-        from ..emit_netcdf import split_path
+        from ..io.emit_netcdf import split_path
 
         text, _ = split_path(text)
     except ImportError:

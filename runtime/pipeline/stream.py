@@ -10,7 +10,7 @@ pixel of one window within the budget (the config's ``block_bytes``), aligned to
 height so a window completes whole rows of compressed tiles.
 """
 from ..monitor import ProgressReporter, ensure
-from ..raster_io import block_rows_for, iter_windows, release_read_cache
+from ..io.raster_io import block_rows_for, iter_windows, release_read_cache
 
 
 def strips(width, height, values_per_pixel, budget_bytes, bytes_per_value=4, align=1):

@@ -79,7 +79,7 @@ class RasterWriter:
     def __init__(self, output, grid, bands, dtype, nodata, tile, compression):
         from osgeo import gdal
 
-        from ..raster_io import _type_maps
+        from ..io.raster_io import _type_maps
 
         self.output = output
         self.parameter = output.parameter
@@ -191,7 +191,7 @@ class RasterWriter:
         from osgeo import gdal
 
         try:
-            from ..raster_io import read_only
+            from ..io.raster_io import read_only
 
             with read_only():
                 ds = gdal.Open(self.path, gdal.GA_ReadOnly)

@@ -6,7 +6,7 @@ Model cards (:mod:`.model_card`) are stored under the key ``model_card``.
 """
 import os
 
-from .errors import ModelError
+from ..errors import ModelError
 
 
 def _read_varint(f):

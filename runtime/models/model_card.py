@@ -19,8 +19,8 @@ import math
 import os
 import re
 
-from . import styles
-from .errors import ModelError
+from ..pipeline import styles
+from ..errors import ModelError
 from .onnx_metadata import read_onnx_metadata
 
 CARD_KEY = "model_card"

@@ -9,9 +9,9 @@ Devices: ``auto`` (CUDA when ONNX Runtime can actually use it, else CPU), ``cpu`
 import os
 import threading
 
-from . import deps
-from .config import cpu_cores, ensure_config
-from .errors import Cancelled, DependencyError, InputError, ModelError
+from ..install import deps
+from ..config import cpu_cores, ensure_config
+from ..errors import Cancelled, DependencyError, InputError, ModelError
 
 DEVICES = ("auto", "cpu", "cuda")
 

@@ -22,11 +22,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import band_matching, registry, styles, tile_norm, tiling
-from .errors import InputError, ModelError
-from .model import OnnxModel
-from .monitor import ensure
-from .raster_io import Grid, Window, open_raster, read_block
+from ..physics import band_matching
+from . import registry, tile_norm, tiling
+from ..pipeline import styles
+from ..errors import InputError, ModelError
+from .base import OnnxModel
+from ..monitor import ensure
+from ..io.raster_io import Grid, Window, open_raster, read_block
 
 COORD_KEYS = ("temporal_coords", "location_coords")
 CLASS_NODATA = 255
@@ -221,8 +223,8 @@ def run_segmentation(inputs, model, outputs, bands=None, overlap=None, crop=None
     call. ``device``: auto/cpu/cuda. ``dates``: comma-separated acquisition dates (one per input
     raster) for models with ``temporal_coords`` (default: from raster metadata or file names).
     Returns :class:`SegmentationResult`."""
-    from .config import ensure_config
-    from .pipeline import OutputSet, stream
+    from ..config import ensure_config
+    from ..pipeline import OutputSet, stream
 
     t_start = time.perf_counter()
     monitor = ensure(monitor)
@@ -241,7 +243,7 @@ def run_segmentation(inputs, model, outputs, bands=None, overlap=None, crop=None
     inp, classes = card["input"], card["output"]["classes"]
     monitor.info(f"Model {entry.id} ({entry.origin}): {entry.path}")
     datasets, band_lists, matches = open_inputs(inputs, card, bands, monitor)
-    from .band_validity import check_model_input  # ×10000 integers against a [0, 1] model: refused
+    from ..physics.band_validity import check_model_input  # ×10000 integers against a [0, 1] model: refused
 
     # a per-tile min–max model scales every window into [0, 1] itself: no training mean/std to compare with
     checked = [] if inp.get("normalization", "none") != "none" else datasets
@@ -377,7 +379,7 @@ def run_segmentation(inputs, model, outputs, bands=None, overlap=None, crop=None
                 acc[:, th - n:] = 0.0
                 wsum[th - n:] = 0.0
                 origin = stop
-        from .band_validity import note_valid_pixels  # a result without valid pixels: log and metadata
+        from ..physics.band_validity import note_valid_pixels  # a result without valid pixels: log and metadata
 
         valid = int(counts.sum())
         warning = None if valid else "the result has no valid pixel: every input pixel is nodata in some band"

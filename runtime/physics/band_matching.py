@@ -18,7 +18,7 @@ import re
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 from .spectral import read_spectral_info
 
 #: Default wavelength tolerance (nm) for matching by centre wavelength.

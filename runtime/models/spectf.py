@@ -29,14 +29,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import band_validity, onnx_backend, styles
-from .model import OnnxModel, dims
-from .config import cpu_cores, ensure_config
-from .errors import InputError, ModelError
-from .monitor import ensure
-from .raster_io import Grid, open_raster, read_block
-from .pipeline import OutputSet, stream, strips
-from .spectral import read_spectral_info, write_spectral_metadata
+from ..physics import band_validity
+from . import onnx_backend
+from ..pipeline import styles
+from .base import OnnxModel, dims
+from ..config import cpu_cores, ensure_config
+from ..errors import InputError, ModelError
+from ..monitor import ensure
+from ..io.raster_io import Grid, open_raster, read_block
+from ..pipeline import OutputSet, stream, strips
+from ..physics.spectral import read_spectral_info, write_spectral_metadata
 
 DEFAULT_MODEL = "spectf-cloud-v0.1.0"
 TASK = "spectral-cloud-mask"
@@ -391,7 +393,7 @@ def decide_input_type(ds, requested, bands, monitor=None, sample=None, explicit_
 
 def _toa_converter(ds, bands, observation, irradiance, solar_zenith, earth_sun_distance, monitor, names, scale=None):
     """A :class:`~.toa.ToaConverter` for the 1-based radiance ``bands`` of ``ds``."""
-    from .toa import ToaConverter
+    from ..physics.toa import ToaConverter
 
     return ToaConverter.create(ds, observation_ds=observation, irradiance=irradiance, solar_zenith=solar_zenith,
                                earth_sun_distance=earth_sun_distance, monitor=monitor, bands=bands,

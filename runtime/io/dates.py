@@ -21,7 +21,7 @@ import datetime as _dt
 import os
 import re
 
-from .errors import InputError
+from ..errors import InputError
 
 #: Metadata keys (any domain, any case; ``NC_GLOBAL#`` stripped) naming the acquisition (start) time.
 TIME_KEYS = ("start acquisition time", "start_acquisition_time", "acquisition time", "acquisition_time",

@@ -17,7 +17,7 @@ from typing import NamedTuple, Optional, Sequence
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 
 try:  # GDAL is always present inside QGIS; give a clear error elsewhere.
     from osgeo import gdal, osr  # noqa: F401

@@ -9,8 +9,8 @@ The runtime repeats them over every batch of tiles.
 """
 import numpy as np
 
-from . import dates as dates_mod
-from .errors import InputError
+from ..io import dates as dates_mod
+from ..errors import InputError
 
 
 def temporal_coords(dates):

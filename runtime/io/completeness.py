@@ -13,7 +13,7 @@ Other formats (netCDF, HDF5, JPEG 2000, …) report truncation themselves when r
 """
 import os
 
-from .errors import InputError
+from ..errors import InputError
 
 #: GDAL drivers whose data are a plain binary array described by a header.
 RAW_DRIVERS = {"ENVI", "EHdr", "GenBin", "ISCE", "PAux", "MFF", "LAN", "BT", "NDF", "FAST", "GSC", "ISIS2",

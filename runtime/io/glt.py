@@ -25,8 +25,8 @@ from typing import Optional
 import numpy as np
 
 from . import emit_netcdf
-from .errors import InputError
-from .monitor import ensure
+from ..errors import InputError
+from ..monitor import ensure
 from .raster_io import (
     Grid, Window, _type_maps, copy_spectral_metadata, iter_windows, open_raster, read_window,
     tile_size_for,
@@ -235,8 +235,8 @@ def orthorectify(sensor_raster_path, glt_source, output_path, monitor=None, bloc
     raster; ``output_path``: GeoTIFF on the map grid (geotransform and CRS of the GLT), same data
     type and bands; pixels without a sensor pixel get the input's nodata value (−9999 / 255 /
     65535 when the input has none). Returns ``output_path``."""
-    from .config import ensure_config
-    from .pipeline import OutputSet, stream
+    from ..config import ensure_config
+    from ..pipeline import OutputSet, stream
 
     monitor = ensure(monitor)
     config = ensure_config(config)

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import InputError
-from .monitor import ensure
+from ..errors import InputError
+from ..monitor import ensure
 
 #: Edge (pixels) of the decimated grid sampled to find empty bands and check value ranges.
 SAMPLE_SIDE = 96

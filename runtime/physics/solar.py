@@ -18,12 +18,12 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from .dates import parse_utc  # noqa: F401 (one time-stamp parser; also solar.parse_utc)
-from .errors import InputError
+from ..io.dates import parse_utc  # noqa: F401 (one time-stamp parser; also solar.parse_utc)
+from ..errors import InputError
+from .. import PLUGIN_DIR
 
 #: Shipped default spectrum: ASTM E-490-00a (see resources/solar/SOURCE.txt).
-DEFAULT_SPECTRUM = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                "resources", "solar", "astm_e490_00a.csv")
+DEFAULT_SPECTRUM = os.path.join(PLUGIN_DIR, "resources", "solar", "astm_e490_00a.csv")
 
 #: FWHM → Gaussian sigma: sigma = FWHM / (2 sqrt(2 ln 2)).
 FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))

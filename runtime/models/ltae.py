@@ -15,11 +15,13 @@ import os
 
 import numpy as np
 
-from . import dates as dates_mod
-from . import model_card, onnx_backend, raster_io, styles
-from .errors import InputError, ModelError
-from .model import OnnxModel, static_dim
-from .monitor import ensure
+from ..io import dates as dates_mod
+from . import model_card, onnx_backend
+from ..io import raster_io
+from ..pipeline import styles
+from ..errors import InputError, ModelError
+from .base import OnnxModel, static_dim
+from ..monitor import ensure
 
 TASK = "temporal-attention"
 ATTENTION_NODATA = -9999.0
@@ -160,8 +162,8 @@ def temporal_attention(paths, model, output, dates_text=None, output_heads=None,
     """Write temporal attention maps (see module docstring). ``model`` is an ONNX path or a
     :class:`TemporalModel`. Returns a dict with the dates, their source, the output paths and
     the number of valid pixels."""
-    from .config import ensure_config
-    from .pipeline import OutputSet, stream, strips
+    from ..config import ensure_config
+    from ..pipeline import OutputSet, stream, strips
 
     monitor = ensure(monitor)
     config = ensure_config(config)

@@ -17,11 +17,13 @@ import os
 from dataclasses import dataclass, field
 from typing import Optional
 
-from . import deps, model_card, styles
-from .errors import ModelError
-from .raster_io import special_file_kind
+from .. import PLUGIN_DIR
+from ..install import deps
+from . import model_card
+from ..pipeline import styles
+from ..errors import ModelError
+from ..io.raster_io import special_file_kind
 
-PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STORE_DIR = os.path.join(PLUGIN_DIR, "models")
 ENV_DIRS = "SPECTRALTF_MODEL_DIR"
 
@@ -65,7 +67,7 @@ def set_user_dirs(dirs):
 def user_dirs(extra_dirs=None, config=None):
     """User model folders: the config's (``SPECTRALTF_MODEL_DIR`` / the Processing setting), ``extra_dirs``
     and the folder *Install model* writes to (:func:`~.deps.models_dir`, outside the plugin folder)."""
-    from .config import ensure_config
+    from ..config import ensure_config
 
     out = []
     for d in (list(ensure_config(config).model_dirs) + list(_user_dirs) + [str(x) for x in (extra_dirs or [])]
@@ -85,7 +87,7 @@ UKIS_BANDS = {
     "blue": (490.0, 65.0), "green": (560.0, 35.0), "red": (665.0, 30.0), "nir": (842.0, 115.0),
     "swir16": (1610.0, 90.0), "swir22": (2190.0, 180.0),
 }
-UKIS_CLASSES = [  # the plugin's cloud-mask colours (runtime/styles.py): visible on imagery and on a white canvas
+UKIS_CLASSES = [  # the plugin's cloud-mask colours (runtime/pipeline/styles.py): visible on imagery and on a white canvas
     {"value": 0, "name": "clear", "color": list(styles.CLEAR_COLOR)},
     {"value": 1, "name": "cloud", "color": list(styles.CLOUD_COLOR)},
     {"value": 2, "name": "cloud shadow", "color": list(styles.SHADOW_COLOR)},

@@ -14,7 +14,7 @@ import os
 import numpy as np
 
 from . import onnx_backend
-from .errors import Cancelled, ModelError
+from ..errors import Cancelled, ModelError
 
 
 def dims(arg):

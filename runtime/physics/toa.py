@@ -19,10 +19,12 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from . import band_validity, raster_io, solar, styles
-from .dates import acquisition_time  # noqa: F401 (the one acquisition-time reader, also toa.acquisition_time)
-from .errors import InputError
-from .monitor import ensure
+from . import band_validity, solar
+from ..io import raster_io
+from ..pipeline import styles
+from ..io.dates import acquisition_time  # noqa: F401 (the one acquisition-time reader, also toa.acquisition_time)
+from ..errors import InputError
+from ..monitor import ensure
 from .spectral import read_spectral_info
 
 #: Output nodata value (EMIT convention).
@@ -421,8 +423,8 @@ def toa_reflectance(input_path, output_path, observation=None, irradiance=None, 
     written as nodata there and the pixel's other bands keep their reflectance; a pixel whose OBS
     zenith is nodata is nodata in every band. ``scale`` replaces the file's scale/offset. Returns a summary dict (``output``, ``bands``, ``earth_sun_distance``,
     ``solar_zenith``, ``valid_pixels``, ``notes``)."""
-    from .config import ensure_config
-    from .pipeline import OutputSet, stream, strips
+    from ..config import ensure_config
+    from ..pipeline import OutputSet, stream, strips
     from .spectral import write_spectral_metadata
 
     monitor = ensure(monitor)
