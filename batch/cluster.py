@@ -2,7 +2,7 @@
 
 - :func:`local_cluster`: ``workers`` worker processes on this machine, one Dask thread each,
   listening on 127.0.0.1 only; ONNX Runtime gets cores / workers threads per worker
-  (:func:`local_threads`).
+  (:func:`local_threads`), OpenMP/BLAS one (:data:`WORKER_THREAD_LIMITS`).
 - :func:`connect`: a client of an existing scheduler (``tcp://host:port``): a ``dask scheduler`` +
   ``dask worker`` cluster, a dask-jobqueue cluster, Kubernetes... Workers there need this plugin
   importable (``spectral_transformers`` on their ``PYTHONPATH``), NumPy, GDAL's Python bindings and
@@ -35,6 +35,24 @@ def _quiet_dask_logs():
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+#: Thread pools of the numeric libraries in a worker process: one thread each. A worker's parallelism
+#: is its ONNX Runtime threads (passed in the runtime config); OpenMP/BLAS pools sized for the whole
+#: machine in every worker would oversubscribe the cores. Set through Dask's config for the worker
+#: processes it spawns (they must be in place before NumPy loads), never in this process.
+WORKER_THREAD_LIMITS = {"OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "OPENBLAS_NUM_THREADS": 1,
+                        "NUMEXPR_NUM_THREADS": 1, "GDAL_NUM_THREADS": 1}
+
+
+def worker_environ():
+    """Environment Dask gives each local worker process before it starts: its configured
+    ``distributed.nanny.pre-spawn-environ`` with :data:`WORKER_THREAD_LIMITS` on top."""
+    import dask
+
+    environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {})
+    environ.update(WORKER_THREAD_LIMITS)
+    return environ
+
+
 def local_threads(workers):
     """ONNX Runtime threads per worker of a local cluster: cores / workers (at least 1)."""
     return max(1, cpu_cores() // max(1, int(workers)))
@@ -47,7 +65,7 @@ def local_cluster(workers, dashboard_address=DASHBOARD, retries=None, memory_lim
     from distributed import LocalCluster
 
     _quiet_dask_logs()
-    config = {}
+    config = {"distributed.nanny.pre-spawn-environ": worker_environ()}
     if retries is not None:
         config["distributed.scheduler.allowed-failures"] = int(retries)
     with dask.config.set(config):
@@ -124,8 +142,7 @@ def slurm_cluster(cores, memory, workers_per_job=None, walltime="01:00:00", queu
     prologue = [
         f"export PYTHONPATH={PLUGIN_PARENT}${{PYTHONPATH:+:$PYTHONPATH}}",
         f"export SPECTRALTF_THREADS={threads}",
-        "export OMP_NUM_THREADS=1",
-    ]
+    ] + [f"export {name}={value}" for name, value in WORKER_THREAD_LIMITS.items()]
     scheduler_options = {"dashboard_address": dashboard_address}
     if host:
         scheduler_options["host"] = host

@@ -83,3 +83,10 @@ def onnx_threads():
 
     return sorted({s.session.get_session_options().intra_op_num_threads
                    for s in list(onnx_backend._sessions.values())})  # noqa: SLF001
+
+
+def thread_limits():
+    """The numeric libraries' thread settings this worker process started with (tests)."""
+    from .cluster import WORKER_THREAD_LIMITS
+
+    return {name: os.environ.get(name) for name in WORKER_THREAD_LIMITS}
