@@ -122,6 +122,7 @@ def cmd_run(args):
     except OSError as exc:
         raise UsageError(f"--output-dir: cannot create {output_dir}: {exc.strerror}") from None
 
+    started = time.perf_counter()
     local = not args.scheduler
     retries = args.retries if args.retries is not None else (2 if local else None)
     if local:
@@ -142,17 +143,21 @@ def cmd_run(args):
         threads, threads_by_worker = None, cluster.remote_threads(client)
         n = len(threads_by_worker)
         _say(f"Connected to {args.scheduler}: {n} worker(s)" + ("" if n else " (none yet: scenes wait for workers)") + ".")
+    startup = time.perf_counter() - started
     try:
         _say(f"Dashboard: {_dashboard(client)}")
         _say(f"{len(scenes)} scene(s) of {task.name} → {output_dir}")
         summary = run_batch(task, scenes, output_dir, client, threads=threads, threads_by_worker=threads_by_worker,
                             retries=retries, global_names=set(overrides), force=args.force, local=local)
     finally:
+        closing = time.perf_counter()
         client.close()
         if dask_cluster is not None:
             dask_cluster.close()
+        shutdown = time.perf_counter() - closing
     _say(f"{summary.total} scene(s): {summary.done} done, {summary.failed} failed, {summary.skipped} skipped in "
          f"{summary.seconds:.1f} s; manifest: {manifest.path_in(output_dir)}")
+    _say(f"Timing: cluster start-up {startup:.2f} s, scenes {summary.seconds:.2f} s, shutdown {shutdown:.2f} s.")
     return summary.exit_status
 
 
