@@ -7,10 +7,12 @@ scheduler (``allowed-failures``); when it runs out of tries it is recorded as fa
 """
 import os
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 
+from ..runtime.errors import Cancelled
 from . import manifest, tasks
 from .tasks import UsageError
 from .worker import run_scene
@@ -150,6 +152,29 @@ def _retries_of(client, key):
         return None
 
 
+class _Canceller:
+    """Polls ``cancelled()`` from a thread while the client waits for scenes; when it turns True the
+    scenes still queued or running are cancelled (the wait then ends at once)."""
+
+    def __init__(self, client, futures, cancelled, every=0.2):
+        self.fired = False
+        self._done = threading.Event()
+
+        def watch():
+            while not self._done.wait(every):
+                if cancelled():
+                    self.fired = True
+                    client.cancel(futures)
+                    return
+
+        self._thread = threading.Thread(target=watch, name="spectraltf-batch-cancel", daemon=True)
+        self._thread.start()
+
+    def close(self):
+        self._done.set()
+        self._thread.join()
+
+
 def _clean_on_workers(client, folders):
     """Every worker removes the temporaries that killed workers *of its own host* left in
     ``folders`` (a staging folder's owner pid can only be checked on its host; see
@@ -167,12 +192,14 @@ def _killed_message(exc, retries):
 
 
 def run_batch(task, scenes, output_dir, client, threads=None, threads_by_worker=None, retries=None,
-              global_names=(), force=False, stream=None, tty=None, local=True):
+              global_names=(), force=False, stream=None, tty=None, local=True, progress=None, cancelled=None):
     """Run ``scenes`` of ``task`` on ``client``'s cluster, writing into ``output_dir`` and appending
     to its manifest. ``threads``: ONNX Runtime threads per scene (local cluster); ``threads_by_worker``:
     per-worker defaults (existing cluster). ``local``: the workers run on this machine (temporaries
     of killed workers are removed here at the end; on an existing cluster each worker removes those
-    of its own host). Returns a :class:`Summary`."""
+    of its own host). ``progress``: where scenes are reported (default: a :class:`Progress` on
+    ``stream``); ``cancelled()``: polled while scenes run, True cancels the rest and raises
+    :class:`~..runtime.errors.Cancelled` (what has finished is in the manifest). Returns a :class:`Summary`."""
     from distributed import as_completed
 
     os.makedirs(output_dir, exist_ok=True)
@@ -180,7 +207,7 @@ def run_batch(task, scenes, output_dir, client, threads=None, threads_by_worker=
     bad = validate(task, scenes, global_names)
     todo, skipped = plan(task, scenes, output_dir, force)
     summary = Summary()
-    progress = Progress(len(scenes), stream, tty)
+    progress = progress or Progress(len(scenes), stream, tty)
     token = uuid.uuid4().hex[:8]
     with manifest.Writer(manifest.path_in(output_dir)) as writer:
         def record(rec):
@@ -206,8 +233,11 @@ def run_batch(task, scenes, output_dir, client, threads=None, threads_by_worker=
             by_key[key] = scene
         if futures:
             progress.draw()
+        stop = _Canceller(client, futures, cancelled) if cancelled and futures else None
         try:
             for fut in as_completed(futures):
+                if fut.status == "cancelled":  # stopped by the user: not a result, not recorded
+                    continue
                 scene = by_key[fut.key]
                 resubmitted = _retries_of(client, fut.key)
                 if fut.status == "finished":
@@ -221,11 +251,15 @@ def run_batch(task, scenes, output_dir, client, threads=None, threads_by_worker=
                 rec["resubmitted"] = resubmitted
                 fut.release()
                 record(rec)
-        except KeyboardInterrupt:
+            if stop is not None and stop.fired:
+                raise Cancelled()
+        except (KeyboardInterrupt, Cancelled):
             client.cancel(futures)
             progress.close()
             raise
         finally:
+            if stop is not None:
+                stop.close()
             folders = sorted({os.path.dirname(p) for s in todo for p in s.outputs.values()})
             if local:
                 tasks.clean_partials_in(folders)
