@@ -58,6 +58,53 @@ def local_threads(workers):
     return max(1, cpu_cores() // max(1, int(workers)))
 
 
+def _is_python(path):
+    name = os.path.basename(path or "").lower()
+    return bool(path) and os.path.isfile(path) and name.startswith("python") and "config" not in name
+
+
+def worker_python():
+    """The Python interpreter local worker processes start: this process's, or, inside QGIS (whose
+    ``sys.executable`` is the QGIS program, or whatever ``python`` is first on the PATH), the Python
+    of the same installation and version (workers get this process's ``sys.path``, so the stdlib
+    and compiled modules must match)."""
+    prefixes = {os.path.realpath(p) for p in (sys.exec_prefix, sys.base_exec_prefix) if p}
+    if _is_python(sys.executable) and any(os.path.realpath(sys.executable).startswith(p + os.sep) for p in prefixes):
+        return sys.executable
+    major, minor = sys.version_info[:2]
+    names = [f"python{major}.{minor}", f"python{major}", "python"]
+    folders = [os.path.join(sys.exec_prefix, "bin"), sys.exec_prefix, os.path.join(sys.base_exec_prefix, "bin"),
+               sys.base_exec_prefix]
+    for folder in folders:
+        for name in names:
+            for suffix in ("", ".exe"):
+                path = os.path.join(folder, name + suffix)
+                if _is_python(path) and os.access(path, os.X_OK):
+                    return path
+    import shutil
+
+    for name in names[:2]:
+        path = shutil.which(name)
+        if path and any(os.path.realpath(path).startswith(p + os.sep) for p in prefixes):
+            return path
+    from ..runtime.errors import DependencyError
+
+    raise DependencyError(f"cannot find the Python {major}.{minor} interpreter of this installation "
+                          f"({sys.executable}) to start local Dask workers; give the address of a running "
+                          "Dask scheduler instead.")
+
+
+def use_python_for_workers():
+    """Make local workers start with :func:`worker_python` (multiprocessing's spawn executable: only
+    changed where ``sys.executable`` is not a Python interpreter, e.g. inside QGIS)."""
+    python = worker_python()
+    if python != sys.executable:
+        import multiprocessing
+
+        multiprocessing.set_executable(python)
+    return python
+
+
 def local_cluster(workers, dashboard_address=DASHBOARD, retries=None, memory_limit="auto"):
     """A LocalCluster of ``workers`` processes x 1 thread on 127.0.0.1 (each with its share of the
     memory; a worker over its limit is restarted and its scene retried)."""

@@ -192,14 +192,17 @@ def _killed_message(exc, retries):
 
 
 def run_batch(task, scenes, output_dir, client, threads=None, threads_by_worker=None, retries=None,
-              global_names=(), force=False, stream=None, tty=None, local=True, progress=None, cancelled=None):
+              global_names=(), force=False, stream=None, tty=None, local=True, progress=None, cancelled=None,
+              base_config=None):
     """Run ``scenes`` of ``task`` on ``client``'s cluster, writing into ``output_dir`` and appending
     to its manifest. ``threads``: ONNX Runtime threads per scene (local cluster); ``threads_by_worker``:
     per-worker defaults (existing cluster). ``local``: the workers run on this machine (temporaries
     of killed workers are removed here at the end; on an existing cluster each worker removes those
     of its own host). ``progress``: where scenes are reported (default: a :class:`Progress` on
     ``stream``); ``cancelled()``: polled while scenes run, True cancels the rest and raises
-    :class:`~..runtime.errors.Cancelled` (what has finished is in the manifest). Returns a :class:`Summary`."""
+    :class:`~..runtime.errors.Cancelled` (what has finished is in the manifest); ``base_config``: runtime
+    settings for every scene (:func:`.tasks.config_fields`; None: each worker's environment).
+    Returns a :class:`Summary`."""
     from distributed import as_completed
 
     os.makedirs(output_dir, exist_ok=True)
@@ -226,7 +229,7 @@ def run_batch(task, scenes, output_dir, client, threads=None, threads_by_worker=
                 continue
             job = {"algorithm": task.name, "name": scene.name, "parameters": scene.raw, "outputs": scene.outputs,
                    "fingerprint": scene.fingerprint, "threads": threads,
-                   "threads_by_worker": threads_by_worker or {}}
+                   "threads_by_worker": threads_by_worker or {}, "config": base_config}
             key = f"spectraltf-{task.name}-{scene.name}-{token}"
             fut = client.submit(run_scene, job, key=key, pure=False, retries=0)
             futures.append(fut)

@@ -54,7 +54,8 @@ def dashboard_text(client):
 
 
 def run_campaign(algorithm, inputs, output_dir, assignments=(), workers=None, scheduler=None, retries=None,
-                 force=False, dashboard_address=cluster.DASHBOARD, say=None, progress=None, cancelled=None):
+                 force=False, dashboard_address=cluster.DASHBOARD, say=None, progress=None, cancelled=None,
+                 config=None):
     """Run ``algorithm`` over the scenes of the CSV ``inputs`` into ``output_dir``.
 
     ``assignments``: ``NAME=VALUE`` texts for every scene; ``workers``: processes of a local cluster
@@ -62,7 +63,10 @@ def run_campaign(algorithm, inputs, output_dir, assignments=(), workers=None, sc
     or a scheduler file); ``retries``: worker deaths a scene survives (default 2 locally, the
     scheduler's own setting otherwise); ``force``: recompute complete scenes; ``say(text)``: status
     lines; ``progress``: a :class:`~.runner.Progress`-like sink (default: the terminal bar);
-    ``cancelled()``: polled, True stops the run (:class:`~..runtime.errors.Cancelled`).
+    ``cancelled()``: polled, True stops the run (:class:`~..runtime.errors.Cancelled`); ``config``: a
+    :class:`~..runtime.config.RuntimeConfig` whose model folders, device, block budget and compression
+    the scenes run with (the Toolbox passes the provider's settings; default: each worker's
+    environment, as for any runtime script).
     Returns ``(Summary, Timing, output_dir)``."""
     say = say or (lambda text: None)
     task = get_task(algorithm)
@@ -113,7 +117,7 @@ def run_campaign(algorithm, inputs, output_dir, assignments=(), workers=None, sc
         say(f"{len(scenes)} scene(s) of {task.name} → {output_dir}")
         summary = run_batch(task, scenes, output_dir, client, threads=threads, threads_by_worker=threads_by_worker,
                             retries=retries, global_names=set(overrides), force=force, local=local,
-                            progress=progress, cancelled=cancelled)
+                            progress=progress, cancelled=cancelled, base_config=tasks.config_fields(config))
     finally:
         closing = time.perf_counter()
         client.close()
