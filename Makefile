@@ -17,11 +17,12 @@ demo: setup
 test: setup
 	$(PY) -m pytest
 
-# Unit tests of the runtime core, the parameter table, dates and styles: no qgis_process runs and no
-# long inferences (the full suite is `make test`). Needs `make setup` once.
-FAST_TESTS := tests/test_parameters.py tests/test_runtime_qgis_free.py tests/test_tiling.py \
-	tests/test_model_card.py tests/test_spectral.py tests/test_solar.py \
-	tests/test_styles.py tests/test_dates.py
+# Unit tests of the runtime core (layers, QGIS-free guard, pipeline and output set, raster I/O), the
+# parameter table, dates, styles and the Qt6 check: no qgis_process runs and no long inferences (the
+# full suite is `make test`); well under a minute on 2 cores. Needs `make setup` once.
+FAST_TESTS := tests/test_parameters.py tests/test_runtime_qgis_free.py tests/test_runtime_layers.py \
+	tests/test_pipeline.py tests/test_raster_io.py tests/test_tiling.py tests/test_model_card.py \
+	tests/test_spectral.py tests/test_solar.py tests/test_styles.py tests/test_dates.py tests/test_qt6_readiness.py
 test-fast:
 	$(PY) -m pytest -q -k "not qgis_process" $(wildcard $(FAST_TESTS))
 

@@ -43,7 +43,7 @@ from ..qgis_compat import (
     PARAMETER_FLAG_ADVANCED,
     SOURCE_RASTER,
 )
-from ..runtime.install import deps
+from ..runtime import deps
 from ..runtime import parameters as table
 from ..runtime.config import RuntimeConfig
 from ..runtime.errors import Cancelled, InputError, SpectralError

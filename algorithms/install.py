@@ -3,9 +3,9 @@
 declared in :data:`..runtime.parameters.INSTALL_DEPENDENCIES` / ``INSTALL_MODEL``):
 
 - ``spectraltf:installdependencies`` — ONNX Runtime (+ the ukis-csmask models) for QGIS's Python,
-  into the plugin's data folder (:class:`..runtime.install.deps.Installer`);
+  into the plugin's data folder (:class:`..runtime.deps.Installer`);
 - ``spectraltf:installmodel`` — a model from a URL or a file into the user model folder
-  (:func:`..runtime.install.model_install.install_model`).
+  (:func:`..runtime.models.model_install.install_model`).
 
 Both also open from Plugins ▸ Spectral Transformers (``gui/menu.py``) and run headless with
 ``qgis_process run``. Neither needs ONNX Runtime to be installed.

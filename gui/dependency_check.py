@@ -5,13 +5,13 @@
 - ONNX Runtime importable → log its version and execution providers; forget any earlier "declined".
 - Missing, not declined before → one question box: install ONNX Runtime (``onnxruntime-gpu`` when an
   NVIDIA GPU is present, else ``onnxruntime``) *and* the ukis-csmask models, for QGIS's own Python,
-  into the plugin's data folder in the QGIS profile (:func:`..runtime.install.deps.deps_dir`). *Yes* runs
-  :class:`..runtime.install.deps.Installer` as one background :class:`InstallTask` (progress and cancel in
+  into the plugin's data folder in the QGIS profile (:func:`..runtime.deps.deps_dir`). *Yes* runs
+  :class:`..runtime.deps.Installer` as one background :class:`InstallTask` (progress and cancel in
   QGIS's task bar); *No* is remembered in QgsSettings.
 - Missing and declined earlier → only a short message-bar notice with an *Install…* button.
 
 At most one notice per QGIS session. Headless runs never get here: their error message
-(``runtime.install.deps.missing_message``) names ``spectraltf:installdependencies`` instead.
+(``runtime.deps.missing_message``) names ``spectraltf:installdependencies`` instead.
 """
 import importlib
 import time
@@ -28,7 +28,7 @@ from ..qgis_compat import (
     MESSAGE_WARNING,
     TASK_CAN_CANCEL,
 )
-from ..runtime.install import deps
+from ..runtime import deps
 from ..runtime.errors import Cancelled, DependencyError
 from ..runtime.monitor import Monitor
 
@@ -158,7 +158,7 @@ class _TaskMonitor(Monitor):
 
 
 class InstallTask(QgsTask):
-    """Runs :meth:`..runtime.install.deps.Installer.run` in a background thread; reports on the main thread."""
+    """Runs :meth:`..runtime.deps.Installer.run` in a background thread; reports on the main thread."""
 
     def __init__(self, iface, installer=None):
         installer = _installer(installer)

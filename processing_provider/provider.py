@@ -7,7 +7,7 @@ from qgis.PyQt.QtGui import QIcon
 from ..algorithms import algorithm_classes
 from ..algorithms.base import set_config_source
 from ..qgis_compat import MESSAGE_INFO
-from ..runtime.install import deps
+from ..runtime import deps
 from . import settings
 
 ICON = os.path.join(os.path.dirname(os.path.dirname(__file__)), "resources", "icon.svg")

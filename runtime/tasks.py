@@ -111,7 +111,7 @@ def attentionmaps(config, monitor, output, model, input=None, series=(), device=
 
 
 def orthorectify(config, monitor, input, output, glt=None):
-    from .io import glt as glt_mod
+    from .physics import glt as glt_mod
 
     source = glt or glt_mod.glt_source_for(input)
     if not source:
@@ -146,7 +146,7 @@ def models(config, monitor, output_json=None):
 
 
 def installdependencies(config, monitor, device="auto", with_ukis=True, wheel_dir=None, index_url=None):
-    from .install import deps
+    from . import deps
 
     installer = deps.Installer(device=device, with_ukis=with_ukis, wheel_dir=wheel_dir or None,
                                index_url=(index_url or "").strip() or None)
@@ -156,7 +156,8 @@ def installdependencies(config, monitor, device="auto", with_ukis=True, wheel_di
 
 
 def installmodel(config, monitor, source, sha256=None, card=None, overwrite=False):
-    from .install import deps, model_install
+    from . import deps
+    from .models import model_install
 
     installed = model_install.install_model(source, card=card, sha256=sha256, overwrite=overwrite, monitor=monitor)
     return {"FOLDER": deps.models_dir(), "MODEL_IDS": ", ".join(m["id"] for m in installed), "COUNT": len(installed)}

@@ -92,7 +92,7 @@ import sys
 import numpy as np
 from osgeo import gdal
 gdal.UseExceptions()
-from spectral_transformers.runtime.physics.spectral import write_spectral_metadata
+from spectral_transformers.runtime.io.spectral import write_spectral_metadata
 d = np.load(sys.argv[1])
 img = np.moveaxis(d["img"], -1, 0).astype(np.float32)
 drv = gdal.GetDriverByName("GTiff")

@@ -28,7 +28,7 @@ import sys
 import numpy as np
 from osgeo import gdal
 gdal.UseExceptions()
-from spectral_transformers.runtime.physics.spectral import read_spectral_info, write_spectral_metadata
+from spectral_transformers.runtime.io.spectral import read_spectral_info, write_spectral_metadata
 from spectral_transformers.training.spectf_samples import cloud_spectrum
 src = gdal.Open(sys.argv[1])
 info = read_spectral_info(src)

@@ -23,7 +23,7 @@ S2_WAVELENGTHS = [490, 560, 665, 842, 1610, 2190]
 def _write(path, cube, nodata=None, wavelengths=None, fwhm=None, descriptions=None):
     from osgeo import gdal
 
-    from spectral_transformers.runtime.physics.spectral import write_spectral_metadata
+    from spectral_transformers.runtime.io.spectral import write_spectral_metadata
 
     gdal.UseExceptions()
     bands, rows, cols = cube.shape
@@ -46,7 +46,7 @@ def _write(path, cube, nodata=None, wavelengths=None, fwhm=None, descriptions=No
 def _read_emit():
     from osgeo import gdal
 
-    from spectral_transformers.runtime.physics.spectral import read_spectral_info
+    from spectral_transformers.runtime.io.spectral import read_spectral_info
 
     rdn = gdal.Open(str(shared(*RDN)))
     obs = gdal.Open(str(shared(*OBS)))

@@ -22,7 +22,7 @@ def libya_radiance():
     """Real Libya-4 radiance (lines, samples, bands), wavelengths and FWHM (nm) from the ENVI clip."""
     from osgeo import gdal
 
-    from spectral_transformers.runtime.physics.spectral import read_spectral_info
+    from spectral_transformers.runtime.io.spectral import read_spectral_info
 
     ds = gdal.Open(str(shared(*LIBYA_RDN)))
     cube = ds.ReadAsArray().astype(np.float32)  # (bands, lines, samples)

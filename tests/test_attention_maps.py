@@ -139,7 +139,7 @@ def test_models_without_attention(processing_provider, ltae_model, tmp_path):
 # band attention (SpecTf)
 # ---------------------------------------------------------------------------------------------
 def test_spectf_mode_matches_pytorch_attention(processing_provider, tmp_path):
-    from spectral_transformers.runtime.physics.spectral import read_spectral_info
+    from spectral_transformers.runtime.io.spectral import read_spectral_info
 
     model = built_model("spectf-cloud-v0.1.0")
     src = shared(*EMIT_RFL)

@@ -132,7 +132,7 @@ def tall_radiance(path, lines=300):
     """A ``lines`` × 22 × 285 EMIT radiance cube (the real Libya-4 clip tiled downtrack) as GeoTIFF
     with the clip's wavelengths and FWHM; nodata −9999."""
     from spectral_transformers.runtime.pipeline import write_array
-    from spectral_transformers.runtime.physics.spectral import read_spectral_info, write_spectral_metadata
+    from spectral_transformers.runtime.io.spectral import read_spectral_info, write_spectral_metadata
 
     ds = gdal.Open(str(shared(*EMIT_RDN)))
     cube = ds.ReadAsArray().astype(np.float32)

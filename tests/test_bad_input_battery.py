@@ -46,7 +46,7 @@ NAN_PIXELS = ((8, 8), (10, 10), (12, 12))  # (row, col): NaN in one band, +Inf i
 def _gtiff(path, cube, like=None, wavelengths=None, fwhm=None, nodata=None, names=None):
     from spectral_transformers.runtime.pipeline import write_array
     from spectral_transformers.runtime.io.raster_io import Grid
-    from spectral_transformers.runtime.physics.spectral import write_spectral_metadata
+    from spectral_transformers.runtime.io.spectral import write_spectral_metadata
 
     cube = np.asarray(cube, dtype=np.float32)
     grid = Grid.of(like) if like is not None else None
@@ -95,7 +95,7 @@ def _ltae_model(path):
 def inputs(tmp_path_factory):
     """Paths of every input the cases use (built once per module)."""
     import seg_models as sm
-    from spectral_transformers.runtime.physics.spectral import read_spectral_info
+    from spectral_transformers.runtime.io.spectral import read_spectral_info
 
     d = tmp_path_factory.mktemp("battery_inputs")
     rdn = str(shared(*EMIT_RDN))
@@ -357,7 +357,7 @@ CASES = [
 
 
 def _gpu_usable():
-    from spectral_transformers.runtime.install import deps
+    from spectral_transformers.runtime import deps
 
     return deps.has_nvidia_gpu()
 

@@ -22,7 +22,7 @@ from spectral_transformers.runtime.models import spectf
 from spectral_transformers.runtime.errors import Cancelled, InputError, ModelError
 from spectral_transformers.runtime.monitor import RecordingMonitor
 from spectral_transformers.runtime.pipeline import write_array
-from spectral_transformers.runtime.physics.spectral import read_spectral_info, write_spectral_metadata
+from spectral_transformers.runtime.io.spectral import read_spectral_info, write_spectral_metadata
 
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper  # noqa: E402

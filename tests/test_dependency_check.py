@@ -4,7 +4,7 @@ import sys
 import pytest
 
 from spectral_transformers.gui import dependency_check as dc
-from spectral_transformers.runtime.install import deps
+from spectral_transformers.runtime import deps
 from spectral_transformers.runtime.models import onnx_backend
 from spectral_transformers.runtime.errors import DependencyError
 
@@ -107,7 +107,7 @@ def test_missing_no_is_remembered_and_later_sessions_only_notify(fresh, missing,
 
 
 class FakeInstaller:
-    """Stands in for runtime.install.deps.Installer (the real one is tested in test_deps / test_zip_install)."""
+    """Stands in for runtime.deps.Installer (the real one is tested in test_deps / test_zip_install)."""
 
     package, with_ukis, target, python = "onnxruntime", True, "/tmp/deps", sys.executable
 

@@ -1,4 +1,4 @@
-"""runtime/install/deps.py: QGIS's interpreter, pip from a wheel, the real installer (offline wheelhouse), no
+"""runtime/deps.py: QGIS's interpreter, pip from a wheel, the real installer (offline wheelhouse), no
 onnxruntime beside onnxruntime-gpu, nothing partial after cancel or failure."""
 import json
 import os
@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from support import REPO, require
-from spectral_transformers.runtime.install import deps
+from spectral_transformers.runtime import deps
 from spectral_transformers.runtime.errors import Cancelled, DependencyError
 from spectral_transformers.runtime.monitor import RecordingMonitor
 
@@ -97,7 +97,7 @@ def _installer_script(target, **options):
     """Run the real installer under QGIS's Python (outside the test venv, which has onnxruntime-gpu)."""
     opts = ", ".join(f"{k}={v!r}" for k, v in options.items())
     return (f"import json, sys; sys.path.insert(0, {str(REPO / 'build' / 'plugins')!r})\n"
-            "from spectral_transformers.runtime.install import deps\n"
+            "from spectral_transformers.runtime import deps\n"
             "from spectral_transformers.runtime.monitor import RecordingMonitor\n"
             "from spectral_transformers.runtime.errors import Cancelled, DependencyError\n"
             f"inst = deps.Installer(target={str(target)!r}, {opts})\n"

@@ -10,7 +10,7 @@ from spectral_transformers.runtime.io import emit_netcdf, raster_io
 from spectral_transformers.runtime import pipeline
 from spectral_transformers.runtime.physics import toa
 from spectral_transformers.runtime.errors import InputError
-from spectral_transformers.runtime.physics.spectral import read_spectral_info, write_spectral_metadata
+from spectral_transformers.runtime.io.spectral import read_spectral_info, write_spectral_metadata
 
 OBS_BANDS = [
     "Path length (sensor-to-ground in meters)", "To-sensor azimuth (0 to 360 degrees CW from N)",

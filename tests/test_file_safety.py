@@ -324,7 +324,7 @@ def test_kill_leaves_no_finished_looking_file_and_a_rerun_cleans_up(inputs, sig)
     big = src / "big.tif"
     cube = np.tile(ds.ReadAsArray(), (1, 8, 8))  # 80 × 80 px of real reflectance: a run of several seconds
     from spectral_transformers.runtime.pipeline import write_array
-    from spectral_transformers.runtime.physics.spectral import read_spectral_info, write_spectral_metadata
+    from spectral_transformers.runtime.io.spectral import read_spectral_info, write_spectral_metadata
 
     write_array(str(big), cube.astype(np.float32))
     info = read_spectral_info(ds)

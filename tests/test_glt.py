@@ -1,4 +1,4 @@
-"""Orthorectification with the EMIT GLT (runtime.io.glt and spectraltf:orthorectify), on the real EMIT MASK
+"""Orthorectification with the EMIT GLT (runtime.physics.glt and spectraltf:orthorectify), on the real EMIT MASK
 and OBS netCDF crops (200 × 200 sensor grid, 354 × 318 map grid)."""
 import os
 
@@ -8,7 +8,8 @@ import pytest
 from fixtures_emit import MASK_NC, OBS_NC
 from support import shared
 
-from spectral_transformers.runtime.io import glt, raster_io
+from spectral_transformers.runtime.physics import glt
+from spectral_transformers.runtime.io import raster_io
 from spectral_transformers.runtime import pipeline
 from spectral_transformers.runtime.errors import Cancelled, InputError
 from spectral_transformers.runtime.monitor import RecordingMonitor

@@ -1,4 +1,4 @@
-"""runtime/install/model_install.py + spectraltf:installmodel: models from a URL (local HTTP server on
+"""runtime/models/model_install.py + spectraltf:installmodel: models from a URL (local HTTP server on
 127.0.0.1) or a file, SHA-256 checked, cards validated, bad input refused with one line, nothing partial."""
 import hashlib
 import http.server
@@ -13,7 +13,7 @@ import pytest
 
 import seg_models
 from support import MODELS, built_model
-from spectral_transformers.runtime.install import model_install
+from spectral_transformers.runtime.models import model_install
 from spectral_transformers.runtime.models import registry
 from spectral_transformers.runtime.errors import Cancelled, InputError, ModelError
 from spectral_transformers.runtime.monitor import RecordingMonitor

@@ -42,7 +42,7 @@ def test_loaded_layers_are_named_after_the_input_and_styled(processing_provider,
                            "Cloud probability (SpecTf) — emit_l1b_rdn_libya4_25x22"}, set(layers)
     toa = layers["TOA reflectance — emit_l1b_rdn_libya4_25x22"].renderer()
     assert toa.type() == "multibandcolor"
-    from spectral_transformers.runtime.physics.spectral import read_spectral_info
+    from spectral_transformers.runtime.io.spectral import read_spectral_info
     from osgeo import gdal
 
     wl = read_spectral_info(gdal.Open(str(tmp_path / "toa.tif"))).wavelength_nm

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from spectral_transformers.runtime.physics import spectral
+from spectral_transformers.runtime.io import spectral
 from spectral_transformers.runtime.pipeline import OutputSet
 from spectral_transformers.runtime.io.raster_io import Grid, Window, open_raster
 from support import shared

@@ -10,7 +10,7 @@ pytest.importorskip("onnx")
 
 from spectral_transformers.runtime.models import model_card  # noqa: E402
 from spectral_transformers.runtime.io.raster_io import open_raster  # noqa: E402
-from spectral_transformers.runtime.physics.spectral import read_spectral_info  # noqa: E402
+from spectral_transformers.runtime.io.spectral import read_spectral_info  # noqa: E402
 from spectral_transformers.training import seg_data, seg_train  # noqa: E402
 from spectral_transformers.training.spectral_adapter import (  # noqa: E402
     HyperspectralSegmenter, SpectralAdapter, tiny_hyperspectral_config)

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..runtime.errors import InputError
 from ..runtime.io.raster_io import open_raster, read_window, scales_offsets_of, Window
-from ..runtime.physics.spectral import read_spectral_info
+from ..runtime.io.spectral import read_spectral_info
 
 #: Label value ignored by the loss (unlabelled or nodata pixels).
 IGNORE = -1

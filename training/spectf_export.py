@@ -67,7 +67,7 @@ def emit_training_wavelengths(header_path):
     """The bands SpecTf uses (nm): the wavelengths of an EMIT raster/header minus the drop ranges."""
     from osgeo import gdal
 
-    from ..runtime.physics.spectral import read_spectral_info
+    from ..runtime.io.spectral import read_spectral_info
 
     path = str(header_path)
     if path.endswith(".hdr"):

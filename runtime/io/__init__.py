@@ -1,3 +1,3 @@
-"""Reading what users have: rasters through GDAL (read-only, virtual paths), EMIT netCDF products,
-acquisition times, completeness checks of files on disk, and the geometry lookup tables (GLT) that
-put sensor-geometry rasters on a map grid."""
+"""Reading what users have: rasters through GDAL (read-only, virtual paths), band metadata
+(wavelength in nm, FWHM, bad-band list), EMIT netCDF products, acquisition times, and completeness
+checks of files on disk."""

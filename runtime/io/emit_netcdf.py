@@ -38,7 +38,7 @@ from datetime import datetime, timezone
 import numpy as np
 
 from ..errors import InputError
-from ..physics.spectral import write_spectral_metadata
+from .spectral import write_spectral_metadata
 
 try:
     from osgeo import gdal

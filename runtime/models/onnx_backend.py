@@ -9,7 +9,7 @@ Devices: ``auto`` (CUDA when ONNX Runtime can actually use it, else CPU), ``cpu`
 import os
 import threading
 
-from ..install import deps
+from .. import deps
 from ..config import cpu_cores, ensure_config
 from ..errors import Cancelled, DependencyError, InputError, ModelError
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from .. import PLUGIN_DIR
-from ..install import deps
+from .. import deps
 from . import model_card
 from ..pipeline import styles
 from ..errors import ModelError

@@ -38,7 +38,7 @@ from ..errors import InputError, ModelError
 from ..monitor import ensure
 from ..io.raster_io import Grid, open_raster, read_block
 from ..pipeline import OutputSet, stream, strips
-from ..physics.spectral import read_spectral_info, write_spectral_metadata
+from ..io.spectral import read_spectral_info, write_spectral_metadata
 
 DEFAULT_MODEL = "spectf-cloud-v0.1.0"
 TASK = "spectral-cloud-mask"

@@ -1,3 +1,3 @@
-"""Spectroscopy and radiometry: band metadata (wavelength in nm, FWHM, bad-band list), solar
-geometry and spectra, radiance → top-of-atmosphere reflectance, and which bands are valid for a
-model (bbl flags, drop ranges, scale) and how bands match a model's wavelengths."""
+"""Radiometry and geometry: solar geometry and spectra, radiance → top-of-atmosphere reflectance,
+which bands are valid for a model (bbl flags, drop ranges, scale) and how bands match a model's
+wavelengths, and orthorectification with EMIT geometry lookup tables (GLT)."""

@@ -19,7 +19,7 @@ import re
 import numpy as np
 
 from ..errors import InputError
-from .spectral import read_spectral_info
+from ..io.spectral import read_spectral_info
 
 #: Default wavelength tolerance (nm) for matching by centre wavelength.
 TOLERANCE_NM = 50.0

@@ -186,7 +186,7 @@ def _read_irradiance(path, parameter):
 def fwhm_or_spacing(wavelength_nm, fwhm_nm=None, monitor=None):
     """The band FWHM (nm), or the band spacing (:func:`spectral.estimate_fwhm`) when it is unknown
     (logged through ``monitor``)."""
-    from .spectral import estimate_fwhm
+    from ..io.spectral import estimate_fwhm
 
     if fwhm_nm is not None and np.all(np.isfinite(fwhm_nm)) and np.all(np.asarray(fwhm_nm) > 0):
         return np.asarray(fwhm_nm, dtype=np.float64)

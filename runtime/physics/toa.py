@@ -25,7 +25,7 @@ from ..pipeline import styles
 from ..io.dates import acquisition_time  # noqa: F401 (the one acquisition-time reader, also toa.acquisition_time)
 from ..errors import InputError
 from ..monitor import ensure
-from .spectral import read_spectral_info
+from ..io.spectral import read_spectral_info
 
 #: Output nodata value (EMIT convention).
 NODATA = -9999.0
@@ -425,7 +425,7 @@ def toa_reflectance(input_path, output_path, observation=None, irradiance=None, 
     ``solar_zenith``, ``valid_pixels``, ``notes``)."""
     from ..config import ensure_config
     from ..pipeline import OutputSet, stream, strips
-    from .spectral import write_spectral_metadata
+    from ..io.spectral import write_spectral_metadata
 
     monitor = ensure(monitor)
     config = ensure_config(config)

@@ -379,7 +379,7 @@ def write_reflectance_style(raster_path):
     returns the path, or None when the raster has no bands near 650/560/470 nm."""
     from osgeo import gdal
 
-    from ..physics.spectral import read_spectral_info
+    from ..io.spectral import read_spectral_info
 
     ds = gdal.Open(str(raster_path))
     wavelengths = read_spectral_info(ds).wavelength_nm if ds is not None else None

@@ -24,10 +24,10 @@ from typing import Optional
 
 import numpy as np
 
-from . import emit_netcdf
+from ..io import emit_netcdf
 from ..errors import InputError
 from ..monitor import ensure
-from .raster_io import (
+from ..io.raster_io import (
     Grid, Window, _type_maps, copy_spectral_metadata, iter_windows, open_raster, read_window,
     tile_size_for,
 )

@@ -49,8 +49,8 @@ import subprocess
 import sys
 import tempfile
 
-from ..errors import Cancelled, DependencyError
-from .. import PLUGIN_DIR
+from .errors import Cancelled, DependencyError
+from . import PLUGIN_DIR
 
 #: Folder name under the QGIS profile shared by installed packages and installed models.
 DATA_FOLDER = "spectral_transformers"
@@ -455,7 +455,7 @@ class Installer:
     def run(self, monitor=None):
         """Do it; returns the list of installed ``name==version``. Raises DependencyError (with pip's
         last lines) or Cancelled; either way nothing is left half-installed."""
-        from ..monitor import ensure
+        from .monitor import ensure
 
         monitor = ensure(monitor)
         conflict = self.conflicts()

@@ -25,8 +25,8 @@ import urllib.parse
 import urllib.request
 import zipfile
 
-from . import deps
-from ..models import model_card
+from .. import deps
+from . import model_card
 from ..errors import Cancelled, InputError, ModelError
 from ..monitor import ensure
 
@@ -285,7 +285,7 @@ def _plan(unpacked, target_dir, overwrite, monitor):
     ids = [p["id"] for p in plan]
     if len(set(ids)) != len(ids):
         raise ModelError(f"the download holds two models with the same id: {', '.join(sorted(ids))}", SOURCE)
-    from ..models import registry
+    from . import registry
 
     for item in plan:
         other = next((e for e in registry.list_models() if e.id == item["id"]
