@@ -152,6 +152,11 @@ def _retries_of(client, key):
         return None
 
 
+#: What a cancelled batch says (finished scenes keep their outputs).
+CANCELLED = ("Cancelled by the user; the scenes that had finished are complete and in the manifest (a rerun "
+             "skips them), the others were not written.")
+
+
 class _Canceller:
     """Polls ``cancelled()`` from a thread while the client waits for scenes; when it turns True the
     scenes still queued or running are cancelled (the wait then ends at once)."""
@@ -255,7 +260,7 @@ def run_batch(task, scenes, output_dir, client, threads=None, threads_by_worker=
                 fut.release()
                 record(rec)
             if stop is not None and stop.fired:
-                raise Cancelled()
+                raise Cancelled(CANCELLED)
         except (KeyboardInterrupt, Cancelled):
             client.cancel(futures)
             progress.close()

@@ -136,7 +136,7 @@ def test_cancel_stops_queued_scenes_and_keeps_finished_ones(client, tmp_path):
             seen.append(record)
             stop.set()  # cancel as soon as the first scene is in
 
-    with pytest.raises(Cancelled):
+    with pytest.raises(Cancelled, match="scenes that had finished are complete"):
         runner.run_batch(task, todo, str(tmp_path / "out"), client, threads=1, progress=Sink(len(todo), open(os.devnull, "w")),
                          cancelled=stop.is_set)
     recs = records(tmp_path / "out")
