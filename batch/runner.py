@@ -204,7 +204,7 @@ def run_batch(task, scenes, output_dir, client, threads=None, threads_by_worker=
     per-worker defaults (existing cluster). ``local``: the workers run on this machine (temporaries
     of killed workers are removed here at the end; on an existing cluster each worker removes those
     of its own host). ``progress``: where scenes are reported (default: a :class:`Progress` on
-    ``stream``); ``cancelled()``: polled while scenes run, True cancels the rest and raises
+    ``stream``; a sink with ``begin(total)`` is told the number of scenes first); ``cancelled()``: polled while scenes run, True cancels the rest and raises
     :class:`~..runtime.errors.Cancelled` (what has finished is in the manifest); ``base_config``: runtime
     settings for every scene (:func:`.tasks.config_fields`; None: each worker's environment).
     Returns a :class:`Summary`."""
@@ -215,7 +215,10 @@ def run_batch(task, scenes, output_dir, client, threads=None, threads_by_worker=
     bad = validate(task, scenes, global_names)
     todo, skipped = plan(task, scenes, output_dir, force)
     summary = Summary()
-    progress = progress or Progress(len(scenes), stream, tty)
+    if progress is None:
+        progress = Progress(len(scenes), stream, tty)
+    elif hasattr(progress, "begin"):
+        progress.begin(len(scenes))
     token = uuid.uuid4().hex[:8]
     with manifest.Writer(manifest.path_in(output_dir)) as writer:
         def record(rec):

@@ -49,10 +49,13 @@ class MonitorProgress:
     """The batch progress sink (see :class:`.runner.Progress`) over a runtime monitor: the progress
     bar, one log line per scene, failures as warnings."""
 
-    def __init__(self, monitor, total):
+    def __init__(self, monitor):
         self.monitor = monitor
-        self.total = max(1, int(total))
+        self.total = 1
         self.finished = 0
+
+    def begin(self, total):
+        self.total = max(1, int(total))
 
     def update(self, record):
         self.finished += 1
@@ -72,14 +75,6 @@ class MonitorProgress:
         pass
 
 
-def _count_rows(path):
-    try:
-        with open(path, encoding="utf-8-sig") as f:
-            return max(0, sum(1 for line in f if line.strip()) - 1)
-    except OSError:
-        return 1
-
-
 def submit(config, monitor, algorithm, inputs, output_dir, parameters=None, scheduler=None, workers=None,
            retries=None, force=False):
     """Run the batch; returns the algorithm's results (``OUTPUT_DIR``, ``MANIFEST``, ``TOTAL``,
@@ -93,7 +88,7 @@ def submit(config, monitor, algorithm, inputs, output_dir, parameters=None, sche
     try:
         summary, timing, out = session.run_campaign(
             algorithm, inputs, output_dir, assignments, workers=workers, scheduler=scheduler, retries=retries,
-            force=bool(force), say=monitor.info, progress=MonitorProgress(monitor, _count_rows(inputs)),
+            force=bool(force), say=monitor.info, progress=MonitorProgress(monitor),
             cancelled=monitor.cancelled, config=config)
     except UsageError as exc:
         raise usage_error(exc, assignments) from None

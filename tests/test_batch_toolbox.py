@@ -87,6 +87,19 @@ def test_list_and_value_mistakes_name_the_algorithms_parameter(tmp_path):
     assert not (tmp_path / "out").exists()  # nothing made before the values are right
 
 
+def test_progress_goes_to_the_processing_log():
+    from spectral_transformers.runtime.monitor import RecordingMonitor
+
+    monitor = RecordingMonitor()
+    sink = submit.MonitorProgress(monitor)
+    sink.begin(4)
+    for name, status in (("a", "done"), ("b", "failed"), ("c", "skipped"), ("d", "done")):
+        sink.update({"name": name, "status": status, "seconds": 1.25, "error": "INPUT: cannot read b.tif"})
+    assert monitor.fractions == [0.25, 0.5, 0.75, 1.0]
+    assert monitor.warnings == ["b failed: INPUT: cannot read b.tif"]
+    assert monitor.infos[0] == "a: done in 1.2 s" and monitor.infos[1].startswith("c: skipped")
+
+
 def test_without_dask_the_run_says_how_to_install_it(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed → ImportError
     with pytest.raises(DependencyError, match=r"Dask distributed is not installed for this Python .*"
