@@ -159,6 +159,22 @@ def test_cancel_stops_queued_scenes_and_keeps_finished_ones(client, tmp_path):
         assert all(os.path.isfile(p) for p in rec["outputs"].values())
 
 
+@pytest.mark.slow
+def test_workers_clean_their_own_hosts_temporaries_after_a_batch_on_a_cluster(client, tmp_path):
+    import subprocess
+
+    from spectral_transformers.runtime.pipeline.staging import STAGING_PREFIX, owner_record
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    for name, record in (("killed", owner_record(dead.pid)), ("hostb", dict(owner_record(dead.pid), host="node-b"))):
+        stage = tmp_path / f"{STAGING_PREFIX}{name}"
+        stage.mkdir()
+        (stage / "owner").write_text(json.dumps(record) + "\n")
+    runner._clean_on_workers(client, [str(tmp_path)])  # noqa: SLF001 - what run_batch calls on --scheduler
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{STAGING_PREFIX}hostb"]
+
+
 # ---------------------------------------------------------------------------------------------
 # through qgis_process: a real LocalCluster of 2 workers on 127.0.0.1
 # ---------------------------------------------------------------------------------------------
