@@ -22,7 +22,8 @@ test: setup
 # full suite is `make test`); well under a minute on 2 cores. Needs `make setup` once.
 FAST_TESTS := tests/test_parameters.py tests/test_runtime_qgis_free.py tests/test_runtime_layers.py \
 	tests/test_pipeline.py tests/test_raster_io.py tests/test_tiling.py tests/test_model_card.py \
-	tests/test_spectral.py tests/test_solar.py tests/test_styles.py tests/test_dates.py tests/test_qt6_readiness.py
+	tests/test_spectral.py tests/test_solar.py tests/test_styles.py tests/test_dates.py tests/test_qt6_readiness.py \
+	tests/test_error_names.py
 test-fast:
 	$(PY) -m pytest -q -k "not qgis_process" $(wildcard $(FAST_TESTS))
 

@@ -77,8 +77,8 @@ class MonitorProgress:
 
 def submit(config, monitor, algorithm, inputs, output_dir, parameters=None, scheduler=None, workers=None,
            retries=None, force=False):
-    """Run the batch; returns the algorithm's results (``OUTPUT_DIR``, ``MANIFEST``, ``TOTAL``,
-    ``DONE``, ``FAILED``, ``SKIPPED``). Failed scenes are reported, not raised: the others' outputs
+    """Run the batch; returns the algorithm's results keyed by argument (``output_dir``, ``manifest``,
+    ``total``, ``done``, ``failed``, ``skipped``; :attr:`..runtime.parameters.Task.run` names them). Failed scenes are reported, not raised: the others' outputs
     and the manifest are the result."""
     from . import cluster, session
 
@@ -98,5 +98,5 @@ def submit(config, monitor, algorithm, inputs, output_dir, parameters=None, sche
     if summary.failed:
         monitor.warn(f"{summary.failed} of {summary.total} scene(s) failed (messages above and in {path}); the "
                      "others are complete. Fix them and run again: complete scenes are skipped.")
-    return {"OUTPUT_DIR": out, "MANIFEST": path, "TOTAL": summary.total, "DONE": summary.done,
-            "FAILED": summary.failed, "SKIPPED": summary.skipped}
+    return {"output_dir": out, "manifest": path, "total": summary.total, "done": summary.done,
+            "failed": summary.failed, "skipped": summary.skipped}

@@ -8,14 +8,14 @@ The Processing adapters build one :class:`RuntimeConfig` per run from the provid
 Variable                    Meaning                                                   Default
 ==========================  ========================================================  ===========
 ``SPECTRALTF_MODEL_DIR``    extra model folders (``os.pathsep``-separated)            none
-``SPECTRALTF_DEVICE``       device used when a task's DEVICE is ``auto``              auto
+``SPECTRALTF_DEVICE``       device used when a task's ``device`` is ``auto``          auto
 ``SPECTRALTF_THREADS``      ONNX Runtime CPU threads (0 = all cores; capped at cores) 0
 ``SPECTRALTF_BLOCK_MB``     streaming block budget in MiB (input data per block)      64
 ``SPECTRALTF_COMPRESS``     GeoTIFF compression: ZSTD, DEFLATE, LZW or NONE           ZSTD
 ==========================  ========================================================  ===========
 
 Nothing here writes the environment; a malformed variable is ignored (the default applies) except
-``SPECTRALTF_DEVICE``, whose unknown values are refused like DEVICE (running on another device than
+``SPECTRALTF_DEVICE``, whose unknown values are refused like ``device`` (running on another device than
 asked is not a default); a malformed explicit value raises :class:`~.errors.InputError` naming the
 setting.
 """
@@ -49,7 +49,7 @@ def cpu_cores():
 class RuntimeConfig:
     """Settings of one run.
 
-    ``model_dirs``: extra model folders; ``device``: auto | cpu | cuda (what DEVICE=auto means);
+    ``model_dirs``: extra model folders; ``device``: auto | cpu | cuda (what ``device=auto`` means);
     ``threads``: ONNX Runtime intra-op threads, 0 = all cores, never more than the cores;
     ``block_mb``: input data per streamed block (MiB); ``compression``: GeoTIFF compression."""
 
@@ -68,7 +68,7 @@ class RuntimeConfig:
         object.__setattr__(self, "model_dirs", tuple(str(d).strip() for d in (dirs or ()) if str(d).strip()))
         device = str(self.device or "auto").strip().lower()
         if device not in DEVICES:
-            raise InputError(f"'{self.device}' is not a device; expected one of {', '.join(DEVICES)}.", "DEVICE")
+            raise InputError(f"'{self.device}' is not a device; expected one of {', '.join(DEVICES)}.", "device")
         object.__setattr__(self, "device", device)
         threads = _whole(self.threads, "threads", 0)
         object.__setattr__(self, "threads", threads)
@@ -98,10 +98,10 @@ class RuntimeConfig:
         return cores if self.threads <= 0 else min(self.threads, cores)
 
     def resolve_device(self, requested="auto"):
-        """The device for a task's DEVICE value: an explicit cpu/cuda wins, auto → ``device``."""
+        """The device for a task's ``device`` value: an explicit cpu/cuda wins, auto → ``device``."""
         requested = str(requested or "auto").strip().lower()
         if requested not in DEVICES:
-            raise InputError(f"'{requested}' is not a valid choice; expected one of {', '.join(DEVICES)}.", "DEVICE")
+            raise InputError(f"'{requested}' is not a valid choice; expected one of {', '.join(DEVICES)}.", "device")
         return self.device if requested == "auto" else requested
 
     def with_overrides(self, **values):

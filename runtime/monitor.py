@@ -7,7 +7,7 @@ Runtime functions take a ``monitor`` argument. The Processing adapters pass a
 import sys
 import time
 
-from .errors import Cancelled
+from .errors import Cancelled, render
 
 
 class Monitor:
@@ -38,10 +38,10 @@ class PrintMonitor(Monitor):
         self.stream = stream or sys.stderr
 
     def info(self, message):
-        print(message, file=self.stream)
+        print(render(message), file=self.stream)
 
     def warn(self, message):
-        print(f"WARNING: {message}", file=self.stream)
+        print(f"WARNING: {render(message)}", file=self.stream)
 
 
 class RecordingMonitor(Monitor):
@@ -53,10 +53,10 @@ class RecordingMonitor(Monitor):
         self._checks = 0
 
     def info(self, message):
-        self.infos.append(message)
+        self.infos.append(render(message))
 
     def warn(self, message):
-        self.warnings.append(message)
+        self.warnings.append(render(message))
 
     def progress(self, fraction):
         self.fractions.append(fraction)
@@ -64,6 +64,34 @@ class RecordingMonitor(Monitor):
     def cancelled(self):
         self._checks += 1
         return self.cancel_after is not None and self._checks > self.cancel_after
+
+
+class RenamingMonitor(Monitor):
+    """Passes everything on to ``monitor`` (None: a no-op one), with the ``«arg»`` markers of log
+    messages rendered by ``names`` (runtime argument → parameter name, see
+    :meth:`.parameters.Task.run`); other attributes are the wrapped monitor's."""
+
+    def __init__(self, monitor, names=None):
+        self.monitor = ensure(monitor)
+        self.names = dict(names or {})
+
+    def info(self, message):
+        self.monitor.info(render(message, self.names))
+
+    def warn(self, message):
+        self.monitor.warn(render(message, self.names))
+
+    def progress(self, fraction):
+        self.monitor.progress(fraction)
+
+    def cancelled(self):
+        return self.monitor.cancelled()
+
+    def check(self):
+        self.monitor.check()
+
+    def __getattr__(self, name):
+        return getattr(self.__dict__.get("monitor") or Monitor(), name)
 
 
 def ensure(monitor):

@@ -5,7 +5,10 @@ come from the :data:`TASKS` table below: a :class:`Param` states name, label, he
 runtime argument once. ``algorithms/`` builds the QGIS parameter definitions and the help from it;
 :func:`parse_values` turns raw values (command-line strings, JSON numbers, dialog values) into the
 runtime's keyword arguments in one place; :meth:`Task.rename_error` turns an error the runtime raised
-under its own argument name (``solar_zenith``) into one naming the parameter (``SOLAR_ZENITH``).
+under its own argument name (``solar_zenith``, other parameters as ``«arg»`` markers, see
+:mod:`.errors`) into one naming the parameters (``SOLAR_ZENITH``), and :attr:`Task.run` does that for
+errors, log messages and result keys of a run. This module is the only place in ``runtime/`` that
+spells Processing names (``tests/test_error_names.py``).
 
 Help strings may name another parameter of the same task as ``{NAME}``; the generated help shows
 its visible label there, never the key.
@@ -16,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from .errors import InputError, SpectralError
+from .monitor import RenamingMonitor
 from .models.onnx_backend import DEVICES
 from .physics.toa import EARTH_SUN_DISTANCE_RANGE_AU, RADIANCE_UNITS, SOLAR_ZENITH_RANGE_DEG
 
@@ -90,30 +94,49 @@ class Task:
 
     def __post_init__(self):
         object.__setattr__(self, "by_name", {p.name: p for p in self.params + self.outputs})
+        keys = [p.key for p in self.params + self.outputs]
+        assert len(set(keys)) == len(keys), f"{self.name}: two parameters share a runtime argument"
 
     def param(self, name):
         return self.by_name[name]
 
     @property
-    def run(self) -> Callable:
+    def entry(self) -> Callable:
+        """The runtime entry point in :mod:`.tasks` (argument names in, argument keys out)."""
         from . import tasks
 
         return getattr(tasks, self.runner or self.name)
 
+    @property
+    def run(self) -> Callable:
+        """``run(config, monitor, **kwargs) -> dict`` in Processing names: the entry point with its
+        result keys, log messages and errors renamed from runtime arguments to parameter names."""
+        def run(config, monitor, **kwargs):
+            try:
+                results = self.entry(config, RenamingMonitor(monitor, self.message_names()), **kwargs)
+            except SpectralError as exc:
+                raise self.rename_error(exc) from exc.__cause__
+            names = self.names_by_arg()
+            return {names.get(k, k): v for k, v in (results or {}).items()}
+
+        return run
+
     # -- names ----------------------------------------------------------------------------------
     def names_by_arg(self):
-        """Runtime argument → parameter name (for error messages)."""
-        return {p.key: p.name for p in self.params}
+        """Runtime argument (or result key) → parameter name of this task."""
+        return {p.key: p.name for p in self.params + self.outputs}
+
+    def message_names(self):
+        """Argument → name for messages: this task's, and for an argument it lacks (shared runtime code
+        may mention ``radiance_units`` in a cloud-mask run) the name the table gives it elsewhere."""
+        return {**_names_in_table(), **self.names_by_arg()}
 
     def rename_error(self, exc):
-        """``exc`` (a :class:`SpectralError`) naming the parameter instead of the runtime argument;
-        unchanged when it names no argument of this task."""
-        name = self.names_by_arg().get(getattr(exc, "parameter", None))
-        if not name or name == exc.parameter:
+        """``exc`` (a :class:`SpectralError`) naming the parameter, and every parameter its message
+        refers to (``«arg»`` markers), by parameter names instead of runtime arguments (idempotent)."""
+        if not isinstance(exc, SpectralError) or not hasattr(exc, "template"):
             return exc
-        renamed = type(exc).__new__(type(exc))
-        SpectralError.__init__(renamed, getattr(exc, "reason", str(exc)), name)
-        return renamed
+        return exc.renamed(self.message_names())
 
     # -- help -----------------------------------------------------------------------------------
     def label_text(self, text):
@@ -664,3 +687,12 @@ SUBMIT_BATCH = Task(
 #: Every task, by algorithm name.
 TASKS = {t.name: t for t in (TOA, CLOUDMASK, SEGMENT, ATTENTION, ORTHORECTIFY, LIST_MODELS, INSTALL_DEPENDENCIES,
                              INSTALL_MODEL, SUBMIT_BATCH)}
+
+
+def _names_in_table():
+    """Argument → parameter name over all tasks (the first task declaring an argument wins)."""
+    names = {}
+    for task in TASKS.values():
+        for p in task.params + task.outputs:
+            names.setdefault(p.key, p.name)
+    return names

@@ -3,14 +3,17 @@
 Every function has the signature ``run(config, monitor, **kwargs) -> dict``: ``kwargs`` are the
 parsed values of the task's parameters keyed by their runtime argument (:attr:`.parameters.Param.key`,
 see :func:`.parameters.parse_values`), ``config`` the run's settings (a ``RuntimeConfig`` or None for
-the defaults) and the result maps the task's output names (``OUTPUT``, ``CLOUD_FRACTION``, …) to
-paths and figures; a key ``_result`` holds the runtime's own result object for callers that style
-outputs. The Processing algorithms and the batch runner both call these, so a task runs the same
-way in the Toolbox, in ``qgis_process`` and on a Dask worker.
+the defaults) and the result maps the task's destination arguments and result keys (``mask``,
+``cloud_fraction``, …: :attr:`.parameters.Param.key` of its destinations and outputs) to paths and
+figures; a key ``_result`` holds the runtime's own result object for callers that style outputs.
+Errors and log messages name parameters by argument (see :mod:`.errors`). The Processing
+algorithms and the batch runner both call these through :attr:`.parameters.Task.run`, which renames
+results, messages and errors to Processing names, so a task runs the same way in the Toolbox, in
+``qgis_process`` and on a Dask worker.
 """
 import json
 
-from .errors import InputError
+from .errors import InputError, ref
 
 
 def _inputs(single, series, parameter="input"):
@@ -36,7 +39,7 @@ def toareflectance(config, monitor, input, output, observation=None, irradiance=
                                   solar_zenith=solar_zenith, earth_sun_distance=earth_sun_distance,
                                   radiance_units=radiance_units, monitor=monitor, config=config, scale=scale)
     monitor.info(f"Wrote {summary['bands']} bands, {summary['valid_pixels']} valid pixels to {summary['output']}.")
-    return {"OUTPUT": summary["output"], "_result": summary}
+    return {"output": summary["output"], "_result": summary}
 
 
 def cloudmask(config, monitor, input, mask, model, input_type="auto", observation=None, irradiance=None,
@@ -49,8 +52,8 @@ def cloudmask(config, monitor, input, mask, model, input_type="auto", observatio
         observation=observation, irradiance=irradiance, solar_zenith=solar_zenith,
         earth_sun_distance=earth_sun_distance, threshold=threshold, device=device, batch_size=batch_size,
         monitor=monitor, config=config, scale=scale)
-    return {"OUTPUT": mask, "OUTPUT_PROBABILITY": probability, "CLOUD_FRACTION": result.cloud_fraction,
-            "VALID_PIXELS": result.valid_pixels, "CLOUD_PIXELS": result.cloud_pixels, "_result": result}
+    return {"mask": mask, "probability": probability, "cloud_fraction": result.cloud_fraction,
+            "valid_pixels": result.valid_pixels, "cloud_pixels": result.cloud_pixels, "_result": result}
 
 
 def segment(config, monitor, classes, model, input=None, series=(), bands=None, overlap=None, batch_size=4,
@@ -61,9 +64,9 @@ def segment(config, monitor, classes, model, input=None, series=(), bands=None, 
         _inputs(input, series), model, {"classes": classes, "probabilities": probabilities, "confidence": confidence},
         bands=bands or None, overlap=overlap, batch_size=batch_size, device=device, monitor=monitor,
         dates=dates or None, config=config)
-    return {"OUTPUT": classes, "OUTPUT_PROBABILITIES": probabilities, "OUTPUT_CONFIDENCE": confidence,
-            "VALID_PIXELS": result.valid_pixels, "CLASS_COUNTS": json.dumps(result.class_counts),
-            "PROVIDER": result.provider, "_result": result}
+    return {"classes": classes, "probabilities": probabilities, "confidence": confidence,
+            "valid_pixels": result.valid_pixels, "class_counts": json.dumps(result.class_counts),
+            "provider": result.provider, "_result": result}
 
 
 def attentionmaps(config, monitor, output, model, input=None, series=(), device="auto", batch_size=None,
@@ -75,14 +78,14 @@ def attentionmaps(config, monitor, output, model, input=None, series=(), device=
     mode, path, card = ltae.resolve_attention_model(model, device, config=config)
     monitor.info(f"Model {card.get('id', path)}: {'band (SpecTf)' if mode == 'spectral' else 'temporal (L-TAE)'} "
                  "attention.")
-    results = {"OUTPUT": output, "_mode": mode}
+    results = {"output": output, "_mode": mode}
     if mode == "spectral":
         if len(paths) != 1:
             raise InputError(f"{len(paths)} rasters given; band attention (SpecTf) takes exactly one "
                              "hyperspectral raster.", "input")
-        for name, value in (("DATES", dates_text), ("OUTPUT_HEADS", heads), ("OUTPUT_CLASSES", classes)):
+        for name, value in (("dates_text", dates_text), ("heads", heads), ("classes", classes)):
             if value not in (None, ""):
-                monitor.warn(f"{name} applies to temporal (L-TAE) models only; ignored.")
+                monitor.warn(f"{ref(name)} applies to temporal (L-TAE) models only; ignored.")
         from .models import spectf
 
         outputs = {"attention": output}
@@ -91,21 +94,21 @@ def attentionmaps(config, monitor, output, model, input=None, series=(), device=
         result = spectf.run_spectf(
             paths[0], model=path, outputs=outputs, input_type=input_type, observation=observation,
             irradiance=irradiance, device=device, batch_size=batch_size, monitor=monitor,
-            parameters={"attention": "OUTPUT"}, config=config, scale=scale)
+            parameters={"attention": "output"}, config=config, scale=scale)
         if top_wavelength:
-            results["OUTPUT_TOP_WAVELENGTH"] = top_wavelength
+            results["top_wavelength"] = top_wavelength
     else:
-        for name, value in (("OBSERVATION", observation), ("IRRADIANCE", irradiance),
-                            ("OUTPUT_TOP_WAVELENGTH", top_wavelength), ("SCALE", scale)):
+        for name, value in (("observation", observation), ("irradiance", irradiance),
+                            ("top_wavelength", top_wavelength), ("scale", scale)):
             if value not in (None, ""):
-                monitor.warn(f"{name} applies to SpecTf models only; ignored.")
+                monitor.warn(f"{ref(name)} applies to SpecTf models only; ignored.")
         result = ltae.temporal_attention(paths, path, output, dates_text=dates_text, output_heads=heads,
                                          output_classes=classes, device=device, batch_size=batch_size or 4096,
                                          monitor=monitor, card=card, config=config)
         if heads:
-            results["OUTPUT_HEADS"] = heads
+            results["heads"] = heads
         if classes:
-            results["OUTPUT_CLASSES"] = classes
+            results["classes"] = classes
     results["_result"] = result
     return results
 
@@ -118,7 +121,7 @@ def orthorectify(config, monitor, input, output, glt=None):
         raise InputError("no geometry lookup table given; choose the EMIT netCDF of the scene "
                          "(it holds location/glt_x, glt_y).", "glt")
     glt_mod.orthorectify(input, source, output, monitor, config=config)
-    return {"OUTPUT": output}
+    return {"output": output}
 
 
 def models(config, monitor, output_json=None):
@@ -131,7 +134,7 @@ def models(config, monitor, output_json=None):
         if e.duplicate_warning:
             monitor.warn(e.duplicate_warning)
         if e.error:
-            monitor.warn(f"{e.id} ({e.origin}, {e.path}): unusable: {e.error}")
+            monitor.warn(f"{e.id} ({e.origin}, {e.path}): unusable: {e.problem_text}")
         else:
             monitor.info(f"{card_summary(e.card)}\n  origin: {e.origin}\n  path: {e.path}\n"
                          f"  card: {json.dumps(e.card, sort_keys=True)}")
@@ -141,8 +144,8 @@ def models(config, monitor, output_json=None):
                      "(spectraltf:installdependencies).")
     text = json.dumps([e.as_dict() for e in entries], indent=1, sort_keys=True)
     if output_json:
-        write_text_atomically(output_json, text, "OUTPUT_JSON")
-    return {"MODELS": text, "COUNT": sum(1 for e in entries if not e.error), "OUTPUT_JSON": output_json or None}
+        write_text_atomically(output_json, text, "output_json")
+    return {"models": text, "count": sum(1 for e in entries if not e.error), "output_json": output_json or None}
 
 
 def installdependencies(config, monitor, device="auto", with_ukis=True, wheel_dir=None, index_url=None):
@@ -152,7 +155,7 @@ def installdependencies(config, monitor, device="auto", with_ukis=True, wheel_di
                                index_url=(index_url or "").strip() or None)
     installed = installer.run(monitor)
     monitor.info("Restart QGIS (or start a new qgis_process) to use them.")
-    return {"FOLDER": installer.target, "INSTALLED": ", ".join(installed)}
+    return {"folder": installer.target, "installed": ", ".join(installed)}
 
 
 def installmodel(config, monitor, source, sha256=None, card=None, overwrite=False):
@@ -160,7 +163,7 @@ def installmodel(config, monitor, source, sha256=None, card=None, overwrite=Fals
     from .models import model_install
 
     installed = model_install.install_model(source, card=card, sha256=sha256, overwrite=overwrite, monitor=monitor)
-    return {"FOLDER": deps.models_dir(), "MODEL_IDS": ", ".join(m["id"] for m in installed), "COUNT": len(installed)}
+    return {"folder": deps.models_dir(), "model_ids": ", ".join(m["id"] for m in installed), "count": len(installed)}
 
 
 def submitbatch(config, monitor, algorithm, inputs, output_dir, parameters=None, scheduler=None, workers=None,

@@ -122,13 +122,13 @@ def test_variable_override_syntax(radiance_nc):
         assert ds.GetMetadataItem("EMIT_VARIABLE") == "location/elev"
     elev = raster_io.read_window(ds, raster_io.Window(0, 0, 200, 200))[0]
     np.testing.assert_allclose(elev, nc_variable(obs, "location/elev"))
-    with pytest.raises(InputError, match=r"INPUT.*no variable 'radiance'.*available: .*obs"):
+    with pytest.raises(InputError, match=r"input.*no variable 'radiance'.*available: .*obs"):
         raster_io.open_raster(f"{obs}|radiance")
 
 
 def test_netcdf_without_data_variables(tmp_path, radiance_nc):
     path, _ = build_radiance_nc(tmp_path / "EMIT_broken.nc", rows=20, cols=20, drop=("radiance",))
-    with pytest.raises(InputError, match=r"INPUT.*EMIT netCDF without a data variable"):
+    with pytest.raises(InputError, match=r"input.*EMIT netCDF without a data variable"):
         raster_io.open_raster(str(path))
     # A netCDF that is not an EMIT product is left to GDAL's own netCDF driver.
     import netCDF4

@@ -136,7 +136,7 @@ def test_size_mismatch_and_bad_glt(tmp_path):
     small = str(tmp_path / "small.tif")
     pipeline.write_array(small, np.zeros((1, 100, 120), np.float32))
     out = tmp_path / "o.tif"
-    with pytest.raises(InputError, match=r"^INPUT: the raster is 120 × 100 .* GLT .*200 × 200 sensor grid"):
+    with pytest.raises(InputError, match=r"^input: the raster is 120 × 100 .* GLT .*200 × 200 sensor grid"):
         glt.orthorectify(small, path, str(out))
     assert not out.exists()
     # 2-band GLT raster (sensor size unknown): indices beyond the input are caught too.
@@ -144,17 +144,17 @@ def test_size_mismatch_and_bad_glt(tmp_path):
     glt_tif = str(tmp_path / "glt.tif")
     grid = raster_io.Grid(354, 318, tuple(attrs["geotransform"]), attrs["spatial_ref"])
     pipeline.write_array(glt_tif, np.stack([data["glt_x"], data["glt_y"]]).astype(np.int32), grid=grid)
-    with pytest.raises(InputError, match=r"^INPUT: the GLT in GLT addresses sensor sample 200 / line 200"):
+    with pytest.raises(InputError, match=r"^input: the GLT in glt addresses sensor sample 200 / line 200"):
         glt.orthorectify(small, glt_tif, str(out))
     # Not a GLT: a netCDF without location/glt_x, a 1-band raster, an ungeoreferenced raster.
     from fixtures_emit import build_radiance_nc
 
     no_loc, _ = build_radiance_nc(tmp_path / "noloc.nc", rows=10, cols=10, drop=("location",))
-    with pytest.raises(InputError, match=r"^GLT: .*no geometry lookup table"):
+    with pytest.raises(InputError, match=r"^glt: .*no geometry lookup table"):
         glt.orthorectify(path, str(no_loc), str(out))
-    with pytest.raises(InputError, match=r"^GLT: .*1 band"):
+    with pytest.raises(InputError, match=r"^glt: .*1 band"):
         glt.orthorectify(path, _one_band(tmp_path), str(out))
-    with pytest.raises(InputError, match=r"^GLT: .*no georeferencing"):
+    with pytest.raises(InputError, match=r"^glt: .*no georeferencing"):
         glt.open_glt(_two_band_plain(tmp_path))
     assert not out.exists()
 

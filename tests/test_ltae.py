@@ -59,7 +59,7 @@ def test_parse_dates_variants():
         dt.date(2016, 5, 6), dt.date(2016, 5, 16), dt.date(2016, 5, 26)]
     assert dates_mod.parse_date("2016:05:06 10:05:27") == dt.date(2016, 5, 6)
     assert dates_mod.parse_date("2016-13-40") is None
-    with pytest.raises(InputError, match="DATES"):
+    with pytest.raises(InputError, match="^dates: "):
         dates_mod.parse_dates_list("2016-05-06, yesterday")
     assert dates_mod.date_from_filename("/x/S2A_20160506_ndvi.tif") == dt.date(2016, 5, 6)
     assert dates_mod.date_from_filename("ndvi_003_2016-05-16.tif") == dt.date(2016, 5, 16)
@@ -82,9 +82,9 @@ def test_dates_from_metadata_and_filename(tmp_path):
     dates, source = dates_mod.resolve_dates(3, None, dss, paths)
     assert dates == [dt.date(2017, 2, 1), dt.date(2017, 3, 1), dt.date(2017, 4, 1)]
     assert source == "metadata+filename"
-    with pytest.raises(InputError, match="DATES.*2 dates given.*3"):
+    with pytest.raises(InputError, match="^dates: .*2 dates given.*3"):
         dates_mod.resolve_dates(3, "2017-01-01,2017-01-02", dss, paths)
-    with pytest.raises(InputError, match="DATES.*stack"):
+    with pytest.raises(InputError, match="^dates: .*stack"):
         dates_mod.resolve_dates(3, None, [], [])
 
 
@@ -204,7 +204,7 @@ def test_streaming_matches_direct_onnx(trained, date_rasters, tmp_path):
 def test_stack_input_needs_dates_and_matches(trained, date_rasters, tmp_path):
     cube = date_rasters["cube"]
     stack = write_array(str(tmp_path / "stack.tif"), cube.reshape(6, 40, 30))  # date-major, C = 1
-    with pytest.raises(InputError, match="DATES"):
+    with pytest.raises(InputError, match="^dates_text: .*needs the dates_text parameter"):
         rt.temporal_attention([stack], trained["path"], str(tmp_path / "s.tif"))
     iso = ",".join(d.isoformat() for d in date_rasters["dates"])
     rt.temporal_attention([stack], trained["path"], str(tmp_path / "s.tif"), dates_text=iso)
@@ -224,18 +224,18 @@ def test_cancellation_leaves_no_output(trained, date_rasters, tmp_path):
 def test_bad_inputs(trained, date_rasters, tmp_path):
     paths = date_rasters["paths"]
     out = str(tmp_path / "o.tif")
-    with pytest.raises(InputError, match="DATES.*3 dates given.*6"):
+    with pytest.raises(InputError, match="^dates_text: .*3 dates given.*6"):
         rt.temporal_attention(paths, trained["path"], out, dates_text="2016-01-01,2016-02-01,2016-03-01")
     other = write_array(str(tmp_path / "small_20170101.tif"), np.zeros((1, 10, 10), np.float32))
-    with pytest.raises(InputError, match="INPUT.*raster 7.*share one grid"):
+    with pytest.raises(InputError, match="input.*raster 7.*share one grid"):
         rt.temporal_attention(paths + [other], trained["path"], out)
     g = Grid.of(gdal.Open(paths[0]))
     g.geotransform = (g.geotransform[0] + 100,) + tuple(g.geotransform[1:])
     shifted = write_array(str(tmp_path / "shift_20170101.tif"), np.zeros((1, 40, 30), np.float32), grid=g)
-    with pytest.raises(InputError, match="INPUT.*georeferencing"):
+    with pytest.raises(InputError, match="input.*georeferencing"):
         rt.temporal_attention(paths + [shifted], trained["path"], out)
     two = write_array(str(tmp_path / "two_20170101.tif"), np.zeros((2, 40, 30), np.float32), grid=Grid.of(gdal.Open(paths[0])))
-    with pytest.raises(InputError, match="INPUT.*2 bands.*1 channel"):
+    with pytest.raises(InputError, match="input.*2 bands.*1 channel"):
         rt.temporal_attention(paths + [two], trained["path"], out)
     assert not os.path.exists(out)
 
@@ -245,10 +245,10 @@ def test_models_without_attention_are_rejected(tmp_path):
     from support import add_onnx
 
     path = add_onnx(tmp_path / "add.onnx")
-    with pytest.raises(ModelError, match="MODEL.*no 'attention' output"):
+    with pytest.raises(ModelError, match="model.*no 'attention' output"):
         rt.resolve_attention_model(path)
     with open(str(tmp_path / "add.json"), "w") as fh:  # a segmentation card does not help
         json.dump({"id": "seg", "task": "segmentation", "input": {"bands": ["r"], "tile_size": 8},
                    "output": {"kind": "logits", "classes": ["a", "b"]}}, fh)
-    with pytest.raises(ModelError, match="MODEL.*segmentation"):
+    with pytest.raises(ModelError, match="model.*segmentation"):
         rt.resolve_attention_model(path)

@@ -33,7 +33,7 @@ def test_sidecar_wins_over_embedded(tmp_path):
 
 def test_no_card_is_a_clear_error(tmp_path):
     path = seg_models.add_model(tmp_path / "add.onnx")
-    with pytest.raises(ModelError, match=r"^MODEL: .*has no model card.*sidecar file add\.json"):
+    with pytest.raises(ModelError, match=r"^model: .*has no model card.*sidecar file add\.json"):
         model_card.load_card(path)
 
 
@@ -42,20 +42,20 @@ def test_truncated_onnx(tmp_path, cut):
     path = seg_models.conv_model(tmp_path / "m.onnx", card=seg_models.seg_card())
     data = open(path, "rb").read()
     (tmp_path / "t.onnx").write_bytes(data[:cut])
-    with pytest.raises(ModelError, match="MODEL: .*(truncated|not an ONNX)"):
+    with pytest.raises(ModelError, match="model: .*(truncated|not an ONNX)"):
         model_card.load_card(tmp_path / "t.onnx")
 
 
 def test_not_onnx(tmp_path):
     (tmp_path / "x.onnx").write_text("hello, I am not a model\n")
-    with pytest.raises(ModelError, match="MODEL"):
+    with pytest.raises(ModelError, match="^model: "):
         model_card.load_card(tmp_path / "x.onnx")
 
 
 def test_invalid_json_sidecar(tmp_path):
     path = seg_models.conv_model(tmp_path / "m.onnx")
     (tmp_path / "m.json").write_text('{"id": "x", "task": ')
-    with pytest.raises(ModelError, match="MODEL: the model card in .*m.json is not valid JSON"):
+    with pytest.raises(ModelError, match="model: the model card in .*m.json is not valid JSON"):
         model_card.load_card(path)
     (tmp_path / "m.json").write_text('{"id": "x", "task": "segmentation", "n": NaN}')
     with pytest.raises(ModelError, match="not valid JSON"):
@@ -85,7 +85,7 @@ def test_invalid_segmentation_cards(mutate, message):
     mutate(card)
     with pytest.raises(ModelError) as err:
         model_card.validate_card(card)
-    assert str(err.value).startswith("MODEL: ")
+    assert str(err.value).startswith("model: ")
     assert message in str(err.value)
 
 
@@ -127,7 +127,7 @@ def _check(card):
     try:
         out = model_card.validate_card(card)
     except ModelError as exc:
-        assert str(exc).startswith("MODEL")
+        assert str(exc).startswith("model: ")
         return
     assert isinstance(out, dict) and out["task"] in model_card.TASKS
 

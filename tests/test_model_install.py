@@ -87,7 +87,7 @@ def test_zip_over_http_with_sha256_installs_and_resolves(server, tmp_path):
     model = spectf.SpectfModel.load(entry, device="cpu")
     assert model.solar_irradiance_path == str(target / "spectf-cloud-v0.1.0.solar.csv")
     # installed again: refused unless replacing
-    with pytest.raises(ModelError, match="SOURCE: model 'spectf-copy' is already installed"):
+    with pytest.raises(ModelError, match="source: model 'spectf-copy' is already installed"):
         model_install.install_model(f"{url}/spectf-copy.zip", models_dir=str(target))
     model_install.install_model(f"{url}/spectf-copy.zip", models_dir=str(target), overwrite=True)
     assert "spectf-copy.onnx" in _listing(target) and len(_listing(target)) == 4
@@ -112,17 +112,17 @@ def test_onnx_file_with_sidecar_and_onnx_url_with_card_url(server, tmp_path):
 
 
 @pytest.mark.parametrize("case,message", [
-    ("wrong-sha", r"^SHA256: the file's SHA-256 is [0-9a-f]{64}, expected 0{64}; nothing was installed\.$"),
-    ("bad-sha", r"^SHA256: 'abc' is not a SHA-256 \(expected 64 hexadecimal digits\)\.$"),
-    ("not-found", r"^SOURCE: cannot download http://127\.0\.0\.1:\d+/missing\.zip: .*"),
-    ("txt", r"^SOURCE: 'notes\.txt' is neither an \.onnx file nor a \.zip of models\.$"),
-    ("ftp", r"^SOURCE: 'ftp://' URLs are not supported"),
-    ("not-zip", r"^SOURCE: broken\.zip is not a valid zip file\.$"),
-    ("unsafe", r"^SOURCE: the zip file holds an unsafe path '\.\./evil\.onnx'; nothing was installed\.$"),
-    ("no-card", r"^SOURCE: .*has no model card"),
-    ("missing-ref", r"^SOURCE: model 'spectf-copy': its card names .*solar\.csv, which the download lacks\.$"),
-    ("not-onnx", r"^SOURCE: spectf-copy\.onnx is not a loadable ONNX model: "),
-    ("no-file", r"^SOURCE: file not found: "),
+    ("wrong-sha", r"^sha256: the file's SHA-256 is [0-9a-f]{64}, expected 0{64}; nothing was installed\.$"),
+    ("bad-sha", r"^sha256: 'abc' is not a SHA-256 \(expected 64 hexadecimal digits\)\.$"),
+    ("not-found", r"^source: cannot download http://127\.0\.0\.1:\d+/missing\.zip: .*"),
+    ("txt", r"^source: 'notes\.txt' is neither an \.onnx file nor a \.zip of models\.$"),
+    ("ftp", r"^source: 'ftp://' URLs are not supported"),
+    ("not-zip", r"^source: broken\.zip is not a valid zip file\.$"),
+    ("unsafe", r"^source: the zip file holds an unsafe path '\.\./evil\.onnx'; nothing was installed\.$"),
+    ("no-card", r"^source: .*has no model card"),
+    ("missing-ref", r"^source: model 'spectf-copy': its card names .*solar\.csv, which the download lacks\.$"),
+    ("not-onnx", r"^source: spectf-copy\.onnx is not a loadable ONNX model: "),
+    ("no-file", r"^source: file not found: "),
 ])
 def test_bad_input_is_refused_and_leaves_nothing(server, tmp_path, case, message):
     www, url = server
@@ -200,5 +200,5 @@ def test_no_model_messages_tell_a_zip_user_what_to_do(model_id, hint, monkeypatc
     with pytest.raises(ModelError) as info:
         registry.resolve(model_id)
     text = str(info.value)
-    assert text.startswith(f"MODEL: no model with id '{model_id}' is registered") and hint in text, text
+    assert text.startswith(f"model: no model with id '{model_id}' is registered") and hint in text, text
     assert "make " not in text and "\n" not in text

@@ -129,9 +129,9 @@ def test_immutable_existing_output_is_refused_before_work(tmp_path):
 def test_special_files_are_refused_without_blocking(tmp_path):
     fifo = tmp_path / "pipe.img"
     os.mkfifo(fifo)
-    with pytest.raises(InputError, match="INPUT: .*FIFO"):
+    with pytest.raises(InputError, match="input: .*FIFO"):
         raster_io.open_raster(fifo)
-    with pytest.raises(InputError, match="INPUT: .*character device"):
+    with pytest.raises(InputError, match="input: .*character device"):
         raster_io.open_raster("/dev/zero")
     real = tmp_path / "a.img"
     gdal.GetDriverByName("ENVI").Create(str(real), 2, 2, 1)
@@ -157,7 +157,7 @@ def test_vsizip_input(tmp_path, envi_input):
             z.write(tmp_path / name, name)
     ds = raster_io.open_raster(f"/vsizip/{tmp_path}/a.zip/in.img")
     assert ds.RasterXSize == 4
-    with pytest.raises(InputError, match="INPUT: file not found"):
+    with pytest.raises(InputError, match="input: file not found"):
         raster_io.open_raster(f"/vsizip/{tmp_path}/a.zip/missing.img")
 
 

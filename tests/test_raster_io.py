@@ -121,9 +121,9 @@ def test_unwritable_folder(tmp_path):
 
 
 def test_open_raster_errors(tmp_path):
-    with pytest.raises(InputError, match="INPUT: file not found"):
+    with pytest.raises(InputError, match="input: file not found"):
         raster_io.open_raster(tmp_path / "nope.tif")
     junk = tmp_path / "junk.tif"
     junk.write_text("not a raster")
-    with pytest.raises(InputError, match="INPUT: cannot open"):
+    with pytest.raises(InputError, match="input: cannot open"):
         raster_io.open_raster(junk)

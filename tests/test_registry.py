@@ -45,6 +45,10 @@ def test_user_folder_env_and_extra_dirs(tmp_path, monkeypatch):
     assert entries["user-one"].origin.startswith("user folder") and entries["user-one"].error is None
     assert entries["user-two"].card["id"] == "user-two"
     assert "no model card" in entries["nocard"].error
+    # the listing's JSON says what is wrong with the file, without a parameter prefix (no runtime
+    # argument, no Processing name: it is about the model, in any task)
+    listed = entries["nocard"].as_dict()["error"]
+    assert "no model card" in listed and not listed.lower().startswith("model:") and "«" not in listed
     assert "nocard" not in {e.id for e in registry.list_models(extra_dirs=[b], include_invalid=False)}
     assert registry.resolve("user-two", extra_dirs=[b]).path == str(b / "two.onnx")
     registry.set_user_dirs([b])
@@ -58,9 +62,9 @@ def test_resolve_by_path_and_errors(tmp_path):
     path = seg_models.conv_model(tmp_path / "m.onnx", card=seg_models.seg_card("by-path"))
     e = registry.resolve(path)
     assert e.id == "by-path" and e.origin == "file" and e.card["task"] == "segmentation"
-    with pytest.raises(ModelError, match="MODEL: no model with id 'nope' is registered .*ukis-csmask-6b-l2a"):
+    with pytest.raises(ModelError, match="model: no model with id 'nope' is registered .*ukis-csmask-6b-l2a"):
         registry.resolve("nope")
-    with pytest.raises(ModelError, match="MODEL: model file not found"):
+    with pytest.raises(ModelError, match="model: model file not found"):
         registry.resolve(str(tmp_path / "missing.onnx"))
     with pytest.raises(ModelError, match="no model given"):
         registry.resolve("  ")

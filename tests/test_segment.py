@@ -148,11 +148,11 @@ def test_band_matching_by_wavelength_explicit_and_errors(tmp_path):
     _, cls2, _, _ = _run(tmp_path, [src], model, "explicit", bands="4,3,2")
     assert np.array_equal(cls, cls2)
     nameless = seg_models.write_raster(tmp_path / "nameless.tif", img)
-    with pytest.raises(InputError, match="BANDS: cannot tell which bands .*Set BANDS"):
+    with pytest.raises(InputError, match="bands: cannot tell which bands .*Set bands"):
         _run(tmp_path, [nameless], model, "x")
-    with pytest.raises(InputError, match="BANDS: 2 band numbers given but the model needs 3"):
+    with pytest.raises(InputError, match="bands: 2 band numbers given but the model needs 3"):
         _run(tmp_path, [nameless], model, "x", bands="1,2")
-    with pytest.raises(InputError, match="BANDS: band number.* out of range"):
+    with pytest.raises(InputError, match="bands: band number.* out of range"):
         _run(tmp_path, [nameless], model, "x", bands="1,2,9")
     far = seg_models.write_raster(tmp_path / "far.tif", img, wavelengths=[400, 1000, 1200, 1300, 2400])
     with pytest.raises(InputError, match="no band of far.tif is within 50 nm of the model band blue"):
@@ -162,7 +162,7 @@ def test_band_matching_by_wavelength_explicit_and_errors(tmp_path):
 def test_six_band_model_four_band_raster(tmp_path):
     four = seg_models.write_raster(tmp_path / "four.tif", RNG.random((4, 300, 300)),
                                    ["blue", "green", "red", "nir"])
-    with pytest.raises(InputError, match=r"INPUT: the model needs 6 bands \(blue .*\) but four.tif has 4"):
+    with pytest.raises(InputError, match=r"input: the model needs 6 bands \(blue .*\) but four.tif has 4"):
         segmentation.run_segmentation([four], "ukis-csmask-6b-l2a", {"classes": str(tmp_path / "o.tif")})
     assert not os.path.exists(tmp_path / "o.tif")
 
@@ -197,11 +197,11 @@ def test_multitemporal_stacking_order(tmp_path, stacking, expected):
 def test_multitemporal_wrong_count_and_grid(tmp_path):
     model = seg_models.channel_model(tmp_path / "m.onnx", 4, card=_temporal_card("date-major"))
     d0 = seg_models.write_raster(tmp_path / "d0.tif", RNG.random((2, 20, 20)))
-    with pytest.raises(InputError, match="INPUT: 1 raster.* multi-temporal model with 2 dates: give 2 rasters"):
+    with pytest.raises(InputError, match="input: 1 raster.* multi-temporal model with 2 dates: give 2 rasters"):
         _run(tmp_path, [d0], model, bands="1,2")
     moved = seg_models.write_raster(tmp_path / "moved.tif", RNG.random((2, 20, 20)),
                                     geotransform=(500030, 30, 0, 4500000, 0, -30))
-    with pytest.raises(InputError, match="INPUT: moved.tif .* is not on the grid of d0.tif"):
+    with pytest.raises(InputError, match="input: moved.tif .* is not on the grid of d0.tif"):
         _run(tmp_path, [d0, moved], model, bands="1,2")
     small = seg_models.write_raster(tmp_path / "small.tif", RNG.random((2, 19, 20)))
     with pytest.raises(InputError, match="not on the grid"):
@@ -230,16 +230,16 @@ def test_ncthw_layout(tmp_path):
 def test_not_a_segmentation_model(tmp_path):
     src = seg_models.write_raster(tmp_path / "in.tif", RNG.random((3, 40, 40)), NAMES)
     add = seg_models.add_model(tmp_path / "add.onnx")
-    with pytest.raises(ModelError, match="MODEL: .*add.onnx has no model card"):
+    with pytest.raises(ModelError, match="model: .*add.onnx has no model card"):
         _run(tmp_path, [src], add)
     flat_card = seg_models.seg_card("flat")
     flat_card["output"].pop("tensor")
     flat = seg_models.flat_model(tmp_path / "flat.onnx", card=flat_card)
-    with pytest.raises(ModelError, match=r"MODEL: output 'y' has rank 2"):
+    with pytest.raises(ModelError, match=r"model: output 'y' has rank 2"):
         _run(tmp_path, [src], flat)
     card = seg_models.seg_card("wrong-input")
     wrong = seg_models.add_model(tmp_path / "wrong.onnx", card=card)
-    with pytest.raises(ModelError, match="MODEL: .*must have one input tensor; this one has 2"):
+    with pytest.raises(ModelError, match="model: .*must have one input tensor; this one has 2"):
         _run(tmp_path, [src], wrong)
     spectral = seg_models.conv_model(tmp_path / "sp.onnx", card={"id": "sp", "task": "spectral-cloud-mask"})
     with pytest.raises(ModelError, match="'spectral-cloud-mask' model; this algorithm needs a 'segmentation'"):
@@ -251,19 +251,19 @@ def test_card_channel_mismatch_and_truncated_model(tmp_path):
     src = seg_models.write_raster(tmp_path / "in.tif", RNG.random((3, 40, 40)), NAMES)
     card = seg_models.seg_card("mismatch")
     path = seg_models.conv_model(tmp_path / "mm.onnx", in_ch=4, card=card, input_shape=["N", 4, "H", "W"])
-    with pytest.raises(ModelError, match=r"MODEL: input 'x' has shape \['N', 4, 'H', 'W'\] but the card describes"):
+    with pytest.raises(ModelError, match=r"model: input 'x' has shape \['N', 4, 'H', 'W'\] but the card describes"):
         _run(tmp_path, [src], path)
     good = _model(tmp_path, tile=32, overlap=8)
     data = open(good, "rb").read()
     (tmp_path / "trunc.onnx").write_bytes(data[: len(data) // 2])
-    with pytest.raises(ModelError, match="MODEL: .*truncated"):
+    with pytest.raises(ModelError, match="model: .*truncated"):
         _run(tmp_path, [src], str(tmp_path / "trunc.onnx"))
 
 
 def test_bad_overlap_and_cancel_leave_no_output(tmp_path):
     model = _model(tmp_path, tile=32, overlap=8)
     src = seg_models.write_raster(tmp_path / "in.tif", RNG.random((3, 100, 100)), NAMES)
-    with pytest.raises(InputError, match="TILE_OVERLAP: overlap \\(40 px\\) must be smaller than the tile"):
+    with pytest.raises(InputError, match="overlap: overlap \\(40 px\\) must be smaller than the tile"):
         _run(tmp_path, [src], model, overlap=40)
     with pytest.raises(Cancelled):
         _run(tmp_path, [src], model, monitor=RecordingMonitor(cancel_after=2))

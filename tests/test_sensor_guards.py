@@ -103,7 +103,7 @@ def test_no_usable_band_names_input(tmp_path):
     ds = gdal.Translate(path, src, bandList=list(range(130, 136)))  # exactly the six bbl = 0 bands
     ds = None
     err = refusal(spectf.run_spectf, path, outputs={"mask": tmp_path / "m.tif"}, input_type="reflectance")
-    assert err.parameter == "INPUT" and "no usable band" in str(err)
+    assert err.parameter == "input" and "no usable band" in str(err)
     assert "flagged bad" in str(err)
     assert not (tmp_path / "m.tif").exists()
 
@@ -122,7 +122,7 @@ def test_every_pixel_lost_to_band_choice_is_an_error(tmp_path):
         band.WriteArray(arr)
     ds = None
     err = refusal(spectf.run_spectf, path, outputs={"mask": tmp_path / "m.tif"}, input_type="reflectance")
-    assert err.parameter == "INPUT" and "lost to the band choice" in str(err)
+    assert err.parameter == "input" and "lost to the band choice" in str(err)
     assert not (tmp_path / "m.tif").exists()
 
 
@@ -143,7 +143,7 @@ def test_all_nodata_input_warns_in_log_and_metadata(tmp_path):
     assert out.GetMetadataItem("valid_pixels") == "0" and "no valid pixel" in out.GetMetadataItem("warning")
     out = None
     err = refusal(spectf.run_spectf, path, observation=obs, outputs={"mask": tmp_path / "m.tif"})
-    assert err.parameter == "INPUT" and "no usable band" in str(err) and "nodata in every sampled pixel" in str(err)
+    assert err.parameter == "input" and "no usable band" in str(err) and "nodata in every sampled pixel" in str(err)
     assert not (tmp_path / "m.tif").exists()
 
 
@@ -167,14 +167,14 @@ def unscaled(tmp_path_factory):
 def test_untagged_x10000_refused_with_the_fix(unscaled, tmp_path, input_type):
     err = refusal(spectf.run_spectf, unscaled, outputs={"mask": tmp_path / "m.tif"}, input_type=input_type)
     text = str(err)
-    assert err.parameter == "INPUT" and "×10000" in text and "SCALE=0.0001" in text
+    assert err.parameter == "input" and "×10000" in text and "scale=0.0001" in text
     assert not (tmp_path / "m.tif").exists()
 
 
 def test_untagged_x10000_as_radiance_exceeds_the_sun(unscaled, tmp_path):
     err = refusal(spectf.run_spectf, unscaled, outputs={"mask": tmp_path / "m.tif"}, input_type="radiance", solar_zenith=30)
     text = str(err)
-    assert err.parameter == "INPUT" and "brighter than the Sun" in text and "scaled integers" in text
+    assert err.parameter == "input" and "brighter than the Sun" in text and "scaled integers" in text
 
 
 def test_explicit_scale_gives_the_upstream_result(unscaled, tmp_path):
@@ -184,14 +184,14 @@ def test_explicit_scale_gives_the_upstream_result(unscaled, tmp_path):
                       monitor=mon)
     prob = gdal.Open(str(tmp_path / "p.tif")).ReadAsArray().reshape(-1)
     np.testing.assert_allclose(prob, ref, atol=2e-5)
-    assert "SCALE=0.0001" in messages(mon)
+    assert "scale=0.0001" in messages(mon)
 
 
 def test_radiance_in_wrong_units_refused(tmp_path):
     """EMIT radiance ×10 (as if W m⁻² sr⁻¹ µm⁻¹ were taken for µW cm⁻² sr⁻¹ nm⁻¹) ×100: above the Sun."""
     rdn, obs = emit()
     err = refusal(toa.ToaConverter.create, rdn, obs, scale=1000.0)
-    assert err.parameter == "INPUT" and "brighter than the Sun" in str(err)
+    assert err.parameter == "input" and "brighter than the Sun" in str(err)
     toa.ToaConverter.create(rdn, obs)  # the real file passes
 
 
@@ -243,7 +243,7 @@ def test_all_nodata_obs_zenith_is_an_error(tmp_path):
     ds.GetRasterBand(5).Fill(-9999)
     ds = None
     err = refusal(toa.toa_reflectance, rdn, tmp_path / "rfl.tif", observation=path)
-    assert err.parameter == "OBSERVATION" and "every pixel" in str(err)
+    assert err.parameter == "observation" and "every pixel" in str(err)
     assert not (tmp_path / "rfl.tif").exists()
 
 
@@ -277,7 +277,7 @@ def test_raw_bf16_model_points_to_import(tmp_path):
     rdn, obs = emit()
     src = str(shared("spectf", "spectf_cloud_v0.1.0_upstream_bf16.onnx"))
     err = refusal(spectf.run_spectf, rdn, model=src, observation=obs, outputs={"mask": tmp_path / "m.tif"})
-    assert err.parameter == "MODEL" and "import-onnx" in str(err) and "bfloat16" in str(err)
+    assert err.parameter == "model" and "import-onnx" in str(err) and "bfloat16" in str(err)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -296,7 +296,7 @@ def _truncated_envi(folder):
 def test_truncated_envi_and_tiff_refused(tmp_path):
     path = _truncated_envi(tmp_path)
     err = refusal(raster_io.open_raster, path)
-    assert err.parameter == "INPUT" and "truncated" in str(err)
+    assert err.parameter == "input" and "truncated" in str(err)
     tif = str(tmp_path / "t.tif")
     gdal.Translate(tif, enmap(), creationOptions=["TILED=YES", "BLOCKXSIZE=16", "BLOCKYSIZE=16"])
     os.truncate(tif, os.path.getsize(tif) - 5000)

@@ -86,23 +86,23 @@ def test_micrometre_w_m2_um_table(tmp_path):
 def test_unreadable_irradiance_names_parameter(tmp_path, content):
     p = tmp_path / "bad.txt"
     p.write_text(content)
-    with pytest.raises(InputError, match="^IRRADIANCE"):
+    with pytest.raises(InputError, match="^irradiance"):
         solar.load_irradiance(p)
 
 
 def test_missing_and_non_array_npy(tmp_path):
-    with pytest.raises(InputError, match="IRRADIANCE.*not found"):
+    with pytest.raises(InputError, match="irradiance.*not found"):
         solar.load_irradiance(tmp_path / "none.npy")
     bad = tmp_path / "bad.npy"
     bad.write_bytes(b"garbage")
-    with pytest.raises(InputError, match="IRRADIANCE"):
+    with pytest.raises(InputError, match="^irradiance: "):
         solar.load_irradiance(bad)
 
 
 def test_spectrum_not_covering_bands():
     s = solar.load_irradiance(None)
     narrow = solar.SolarSpectrum(s.wavelength_nm[s.wavelength_nm < 1000], s.irradiance[s.wavelength_nm < 1000], "vnir")
-    with pytest.raises(InputError, match="IRRADIANCE.*outside"):
+    with pytest.raises(InputError, match="irradiance.*outside"):
         solar.band_irradiance(narrow, [500.0, 1500.0], [10.0, 10.0])
 
 

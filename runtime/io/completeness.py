@@ -56,7 +56,7 @@ def _tiff_expected(ds):
     return end
 
 
-def check_complete(ds, parameter="INPUT"):
+def check_complete(ds, parameter="input"):
     """Raise :class:`InputError` naming ``parameter`` when the data file of ``ds`` is shorter than its
     header implies (formats where that can be told; see the module docstring)."""
     try:

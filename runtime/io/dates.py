@@ -6,7 +6,7 @@ position; the time series take its date); :func:`parse_utc` parses one time stam
 Dates of time-series rasters, in
 order of precedence (first that gives a date for every raster wins):
 
-1. the ``DATES`` parameter: comma-separated ISO dates (``2016-05-06, 2016-05-16`` or
+1. the dates parameter (``dates`` / ``dates_text``): comma-separated ISO dates (``2016-05-06, 2016-05-16`` or
    ``20160506``; a time part such as ``T10:05:27`` is ignored);
 2. raster metadata: dataset keys ``ACQUISITION_DATE``, ``ACQUISITION_TIME``, ``DATE_ACQUIRED``,
    ``SENSING_TIME``, ``SENSING_DATE``, ``DATATAKE_SENSING_START``, ``PRODUCT_START_TIME``,
@@ -21,7 +21,7 @@ import datetime as _dt
 import os
 import re
 
-from ..errors import InputError
+from ..errors import InputError, ref
 
 #: Metadata keys (any domain, any case; ``NC_GLOBAL#`` stripped) naming the acquisition (start) time.
 TIME_KEYS = ("start acquisition time", "start_acquisition_time", "acquisition time", "acquisition_time",
@@ -54,7 +54,7 @@ def parse_date(text):
     return None
 
 
-def parse_dates_list(text, parameter="DATES"):
+def parse_dates_list(text, parameter="dates"):
     """Comma- (or semicolon-/whitespace-) separated dates → list of dates; [] for empty text.
     An unparsable entry raises :class:`InputError` naming ``parameter``."""
     if text is None:
@@ -142,7 +142,7 @@ def date_from_filename(path):
     return None
 
 
-def resolve_dates(count, dates_text=None, datasets=None, paths=None, parameter="DATES", input_parameter="INPUT"):
+def resolve_dates(count, dates_text=None, datasets=None, paths=None, parameter="dates", input_parameter="input"):
     """``count`` acquisition dates: from ``dates_text`` if given, else per raster from metadata
     (``datasets``) or file names (``paths``). Returns ``(dates, source)`` with ``source`` one of
     ``"parameter"``, ``"metadata"``, ``"filename"``, ``"metadata+filename"``.
@@ -159,7 +159,7 @@ def resolve_dates(count, dates_text=None, datasets=None, paths=None, parameter="
     datasets = list(datasets or [])
     paths = list(paths or [])
     if len(datasets) != count and len(paths) != count:
-        raise InputError(f"no dates given: a multiband stack with {count} dates needs the {parameter} "
+        raise InputError(f"no dates given: a multiband stack with {count} dates needs the {ref(parameter)} "
                          "parameter (comma-separated ISO dates, one per date).", parameter)
     dates, sources = [], set()
     for i in range(count):

@@ -89,7 +89,7 @@ def is_netcdf_path(path):
 class EmitFile:
     """An open EMIT netCDF file (multidimensional GDAL view) with convenience accessors."""
 
-    def __init__(self, path, parameter="INPUT"):
+    def __init__(self, path, parameter="input"):
         if gdal is None:  # pragma: no cover
             raise InputError("GDAL's Python bindings (osgeo.gdal) are required.", parameter)
         self.path = str(path)
@@ -312,7 +312,7 @@ def _iso_utc(value):
     return None
 
 
-def open_emit(path, parameter="INPUT", variable=None):
+def open_emit(path, parameter="input", variable=None):
     """Open an EMIT netCDF (``file.nc``, ``file.nc|var``, ``NETCDF:"file.nc":var``) as a GDAL dataset.
 
     Raises :class:`InputError` (naming ``parameter``) when the file is not an EMIT product or lacks
@@ -325,7 +325,7 @@ def open_emit(path, parameter="INPUT", variable=None):
     return emit.open_variable(variable or var)
 
 
-def open_if_emit(path, parameter="INPUT"):
+def open_if_emit(path, parameter="input"):
     """GDAL dataset for an EMIT netCDF path, or None when ``path`` is no EMIT netCDF (then the caller
     opens it with GDAL as usual). Errors for EMIT files with missing variables."""
     if gdal is None or not is_netcdf_path(path):

@@ -161,7 +161,7 @@ def read_only(keep_pam=False):
     return pam(keep_pam)
 
 
-def open_raster(path, parameter="INPUT"):
+def open_raster(path, parameter="input"):
     """Open a raster read-only; raise :class:`InputError` naming ``parameter`` when that fails.
 
     Never writes beside the input (no new ``.aux.xml``, no VRT rewrite); FIFOs and devices are
@@ -281,7 +281,7 @@ def read_block(ds, window, bands=None, scales_offsets=None, per_band=False):
     """Read ``window`` of ``bands`` as float32 physical values and its validity mask.
 
     Nodata is detected on the stored values (per band, plus NaN/Inf); the scale/offset is then
-    applied: ``scales_offsets`` = ``(scales, offsets)`` per band (e.g. from an explicit SCALE, see
+    applied: ``scales_offsets`` = ``(scales, offsets)`` per band (e.g. from an explicit ``scale``, see
     :func:`.band_validity.value_scale`), else the file's GDAL scale/offset (EnMAP's ×0.0001).
 
     Returns ``(values (bands, rows, cols), valid)``. By default ``valid`` is (rows, cols), True where

@@ -40,7 +40,7 @@ class OnnxModel:
     #: model-card task(s) this kind of model serves (checked when a card gives one)
     TASKS = ()
 
-    def __init__(self, path, card=None, model_id=None, device="auto", threads=None, parameter="MODEL",
+    def __init__(self, path, card=None, model_id=None, device="auto", threads=None, parameter="model",
                  config=None):
         self.parameter = parameter
         self._config = config
@@ -51,7 +51,7 @@ class OnnxModel:
         self.id = model_id or self.card.get("id") or os.path.splitext(os.path.basename(self.path))[0]
 
     @staticmethod
-    def resolve(value, parameter="MODEL", config=None, task=None, cardless=False):
+    def resolve(value, parameter="model", config=None, task=None, cardless=False):
         """``(path, card, id)`` of a registered id or an ``.onnx`` path: the one model resolution
         (:func:`.registry.resolve`; ``cardless`` accepts a bare .onnx file with card ``{}``)."""
         from . import registry

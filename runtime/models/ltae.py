@@ -2,7 +2,7 @@
 
 Input: an ordered list of rasters, one per acquisition date, each with the model's C channels
 (card ``bands``), or one multiband stack of T × C bands in date-major order (band = date·C +
-channel). All rasters must share one grid. Dates come from the ``DATES`` text or each raster's
+channel). All rasters must share one grid. Dates come from the ``dates_text`` argument or each raster's
 metadata / file name (:mod:`.dates`) and become positions in days per the card's ``dates_policy``.
 
 Outputs (GeoTIFF, same grid): ``attention`` T bands float32 (attention on each date, mean over
@@ -34,14 +34,14 @@ class TemporalModel(OnnxModel):
 
     TASKS = (TASK,)
 
-    def __init__(self, path, card, device="auto", threads=None, parameter="MODEL", config=None):
+    def __init__(self, path, card, device="auto", threads=None, parameter="model", config=None):
         super().__init__(path, card, None, device, threads, parameter, config)
         check_attention_model(self.session, ("series", "doy"), parameter)
         card = self.card
         self.channels = int(card.get("channels") or len(card.get("bands") or []) or
                             static_dim(self.inputs["series"].shape, 2) or 0)
         if self.channels <= 0:
-            raise ModelError("the model card gives no channel count ('channels' or 'bands').", "MODEL")
+            raise ModelError("the model card gives no channel count ('channels' or 'bands').", "model")
         self.bands = list(card.get("bands") or [f"C{i + 1}" for i in range(self.channels)])
         policy = card.get("dates_policy") or {}
         if isinstance(policy, str):
@@ -49,12 +49,12 @@ class TemporalModel(OnnxModel):
         self.policy = policy.get("kind", "day_of_year")
         self.reference = policy.get("reference_date")
         if self.policy not in ("day_of_year", "days_since_first", "days_since_reference"):
-            raise ModelError(f"unknown dates_policy '{self.policy}' in the model card.", "MODEL")
+            raise ModelError(f"unknown dates_policy '{self.policy}' in the model card.", "model")
         self.classes = list(card.get("classes") or [])
         self.heads = int(card.get("heads") or 0) or None
 
     @classmethod
-    def load(cls, path, device="auto", threads=None, card=None, parameter="MODEL", config=None):
+    def load(cls, path, device="auto", threads=None, card=None, parameter="model", config=None):
         card = card if card is not None else model_card.load_card(path, parameter)
         if card.get("task") != TASK:
             raise ModelError(f"model '{card.get('id')}' has task '{card.get('task')}'; temporal attention needs "
@@ -71,7 +71,7 @@ class TemporalModel(OnnxModel):
         return logits, attention
 
 
-def check_attention_model(session, inputs, parameter="MODEL"):
+def check_attention_model(session, inputs, parameter="model"):
     """Raise :class:`ModelError` unless ``session`` has an ``attention`` output and the ``inputs``."""
     outs, ins = set(session.outputs), set(session.inputs)
     if "attention" not in outs:
@@ -87,7 +87,7 @@ def check_attention_model(session, inputs, parameter="MODEL"):
 class TemporalStack:
     """Ordered per-date rasters (or one date-major stack) read as pixel time series."""
 
-    def __init__(self, paths, channels, parameter="INPUT"):
+    def __init__(self, paths, channels, parameter="input"):
         paths = [str(p) for p in (paths or [])]
         if not paths:
             raise InputError("no rasters given; expected one raster per date, or one multiband stack.", parameter)
@@ -168,22 +168,22 @@ def temporal_attention(paths, model, output, dates_text=None, output_heads=None,
     monitor = ensure(monitor)
     config = ensure_config(config)
     outs = OutputSet(config, monitor)
-    outs.add_input("INPUT", [str(p) for p in (paths or [])])
-    output = outs.add_output("OUTPUT", output)
+    outs.add_input("input", [str(p) for p in (paths or [])])
+    output = outs.add_output("output", output)
     if output_heads:
-        output_heads = outs.add_output("OUTPUT_HEADS", output_heads)
+        output_heads = outs.add_output("heads", output_heads)
     if output_classes:
-        output_classes = outs.add_output("OUTPUT_CLASSES", output_classes)
+        output_classes = outs.add_output("classes", output_classes)
     tm = model if isinstance(model, TemporalModel) else TemporalModel.load(
         model, device, threads or config.cpu_threads, card, config=config)
     if output_classes and not tm.classes:
         raise InputError("the model card lists no classes, so no class map can be written; leave "
-                         "OUTPUT_CLASSES empty.", "OUTPUT_CLASSES")
+                         "«classes» empty.", "classes")
     if batch_size is None or int(batch_size) < 1:
-        raise InputError(f"batch size must be a positive integer, not {batch_size}.", "BATCH_SIZE")
+        raise InputError(f"batch size must be a positive integer, not {batch_size}.", "batch_size")
     stack = TemporalStack(paths, tm.channels)
     dates, source = dates_mod.resolve_dates(stack.count, dates_text, stack.datasets if not stack.stacked else [],
-                                            stack.paths if not stack.stacked else [])
+                                            stack.paths if not stack.stacked else [], "dates_text")
     doy = tm.positions(dates)
     t = stack.count
     iso = [d.isoformat() for d in dates]
@@ -198,7 +198,7 @@ def temporal_attention(paths, model, output, dates_text=None, output_heads=None,
                  "DATES_POLICY": tm.policy}
     n_valid, amax = 0, 0.0
     with outs:
-        w_att = outs.create("OUTPUT", grid, t, np.float32, ATTENTION_NODATA,
+        w_att = outs.create("output", grid, t, np.float32, ATTENTION_NODATA,
                             tile=raster_io.tile_size_for(grid.width, t, 4, budget))
         w_att.set_band_descriptions(iso)
         for i, d in enumerate(iso):
@@ -206,13 +206,13 @@ def temporal_attention(paths, model, output, dates_text=None, output_heads=None,
         w_att.set_metadata(dict(common_md, CONTENT="attention on each date, mean over heads"))
         w_heads = w_cls = None
         if output_heads:
-            w_heads = outs.create("OUTPUT_HEADS", grid, heads * t, np.float32, ATTENTION_NODATA,
+            w_heads = outs.create("heads", grid, heads * t, np.float32, ATTENTION_NODATA,
                                   tile=raster_io.tile_size_for(grid.width, heads * t, 4, budget))
             w_heads.set_band_descriptions([f"head {h + 1} {d}" for h in range(heads) for d in iso])
             w_heads.set_metadata(dict(common_md, CONTENT="attention per head (head-major: band = head*T + date)",
                                       HEADS=heads))
         if output_classes:
-            w_cls = outs.create("OUTPUT_CLASSES", grid, 1, np.uint8, CLASS_NODATA,
+            w_cls = outs.create("classes", grid, 1, np.uint8, CLASS_NODATA,
                                 tile=raster_io.tile_size_for(grid.width, 1, 1, budget))
             w_cls.set_metadata(dict(common_md, CONTENT="class value (model card 'classes')"))
         class_values = np.array([int(c.get("value", i)) for i, c in enumerate(tm.classes)] or [0], np.int64)
@@ -228,7 +228,7 @@ def temporal_attention(paths, model, output, dates_text=None, output_heads=None,
                 if attention.shape[1] != heads:
                     if w_heads is not None:
                         raise ModelError(f"the model returns {attention.shape[1]} heads but its card says {heads}.",
-                                         "MODEL")
+                                         "model")
                 mean = attention.mean(axis=1)
                 att_block[:, flat] = mean.T
                 amax = max(amax, float(mean.max()))
@@ -242,11 +242,11 @@ def temporal_attention(paths, model, output, dates_text=None, output_heads=None,
                 w_heads.write(win, heads_block.reshape((heads * t,) + shape))
             if w_cls is not None:
                 w_cls.write(win, cls_block.reshape(shape))
-        spec = {"OUTPUT": ("ramp", 0.0, max(amax, 1e-3), "magma")}
+        spec = {"output": ("ramp", 0.0, max(amax, 1e-3), "magma")}
         if w_cls is not None:
             class_styles = styles.class_entries(tm.classes)
             styles.apply_classes(w_cls.band(1), class_styles)
-            spec["OUTPUT_CLASSES"] = ("classes", class_styles)
+            spec["classes"] = ("classes", class_styles)
         styles.write_styles(outs, spec)
     monitor.info(f"attention written for {n_valid} valid pixels → {output}")
     return {"dates": dates, "dates_source": source, "output": output, "output_heads": output_heads,
@@ -259,7 +259,7 @@ def temporal_attention(paths, model, output, dates_text=None, output_heads=None,
 SPECTRAL_TASK = "spectral-cloud-mask"
 
 
-def resolve_attention_model(value, device="auto", threads=None, parameter="MODEL", config=None):
+def resolve_attention_model(value, device="auto", threads=None, parameter="model", config=None):
     """``(mode, path, card)`` for a registry id or .onnx path, where ``mode`` is ``"spectral"``
     (SpecTf band attention, task ``spectral-cloud-mask``) or ``"temporal"`` (L-TAE, task
     ``temporal-attention``). The card decides; a file without a card is judged by its inputs.

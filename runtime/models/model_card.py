@@ -7,7 +7,7 @@ ONNX file). Deepness-style metadata keys (``class_names``, ``tile_size``, ``stan
 segmentation card.
 
 Cards are untrusted input: they are parsed as JSON and checked against a schema only (never
-evaluated). Every problem raises :class:`~.errors.ModelError` naming the ``MODEL`` parameter.
+evaluated). Every problem raises :class:`~.errors.ModelError` naming the ``model`` argument.
 
 Common keys (all tasks): ``id``, ``name``, ``version``, ``task``, ``source``, ``license``,
 ``description``. Tasks: ``segmentation``, ``spectral-cloud-mask``, ``temporal-attention``.
@@ -57,7 +57,7 @@ def sidecar_path(onnx_path):
     return os.path.splitext(str(onnx_path))[0] + ".json"
 
 
-def parse_card_json(text, source, parameter="MODEL"):
+def parse_card_json(text, source, parameter="model"):
     """Parse card JSON text (strict JSON: no NaN/Infinity) into a dict, or raise ModelError."""
     def _reject(value):
         raise ValueError(f"non-finite number {value}")
@@ -74,7 +74,7 @@ def parse_card_json(text, source, parameter="MODEL"):
     return card
 
 
-def load_card(onnx_path, parameter="MODEL", validate=True):
+def load_card(onnx_path, parameter="model", validate=True):
     """The model card of ``onnx_path``: sidecar ``<model>.json`` if present, else the embedded
     ``model_card`` metadata, else a card built from Deepness-style metadata keys.
 
@@ -118,7 +118,7 @@ def _json_value(text):
         return text
 
 
-def card_from_deepness(meta, onnx_path="", parameter="MODEL"):
+def card_from_deepness(meta, onnx_path="", parameter="model"):
     """Build a segmentation card from Deepness metadata (values are JSON strings). Deepness feeds
     RGB(A) values divided by 255, then standardises with ``standardization_mean/std``."""
     names = _json_value(meta.get("class_names", "null"))
@@ -218,7 +218,7 @@ class _Checker:
         return card[key]
 
 
-def validate_card(card, parameter="MODEL"):
+def validate_card(card, parameter="model"):
     """Check ``card`` (a dict parsed from JSON) and return a normalised copy.
 
     Common keys are checked for every task; segmentation cards are fully normalised (defaults

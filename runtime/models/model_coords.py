@@ -19,7 +19,7 @@ def temporal_coords(dates):
     return np.array([[d.year, d.timetuple().tm_yday - 1] for d in ds], dtype=np.float32)
 
 
-def raster_centre_wgs84(ds, parameter="INPUT"):
+def raster_centre_wgs84(ds, parameter="input"):
     """(latitude, longitude) in degrees of the centre of GDAL dataset ``ds``."""
     from osgeo import osr
 

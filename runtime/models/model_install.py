@@ -33,7 +33,7 @@ from ..monitor import ensure
 MAX_DOWNLOAD_BYTES = 8 << 30
 MAX_ZIP_MEMBERS = 2000
 CHUNK = 1 << 20
-SOURCE, CARD, SHA256 = "SOURCE", "CARD", "SHA256"
+SOURCE, CARD, SHA256 = "source", "card", "sha256"  # the arguments of tasks.installmodel
 
 
 def _is_url(value):
@@ -174,7 +174,7 @@ def install_model(source, card=None, sha256=None, models_dir=None, overwrite=Fal
     """Install the model(s) in ``source`` into ``models_dir`` (default :func:`~.deps.models_dir`).
 
     Returns a list of ``{"id", "path", "name", "task"}``. Raises InputError/ModelError naming
-    ``SOURCE``, ``CARD`` or ``SHA256``, or Cancelled; nothing is left behind in those cases."""
+    ``source``, ``card`` or ``sha256``, or Cancelled; nothing is left behind in those cases."""
     monitor = ensure(monitor)
     source = str(source or "").strip()
     if not source:

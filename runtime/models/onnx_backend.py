@@ -4,7 +4,7 @@ onnxruntime is imported only when a model is run, so the plugin loads without it
 raises :class:`~.errors.DependencyError` whose message gives the exact install command.
 
 Devices: ``auto`` (CUDA when ONNX Runtime can actually use it, else CPU), ``cpu``, ``cuda``
-(an error naming ``DEVICE`` when CUDA is not usable: an explicit request is never silently ignored).
+(an error naming ``device`` when CUDA is not usable: an explicit request is never silently ignored).
 """
 import os
 import threading
@@ -40,7 +40,7 @@ def runtime_summary():
 
 def _providers_for(device):
     if device not in DEVICES:
-        raise InputError(f"unknown device '{device}'; expected one of {', '.join(DEVICES)}.", "DEVICE")
+        raise InputError(f"unknown device '{device}'; expected one of {', '.join(DEVICES)}.", "device")
     avail = available_providers()
     if device == "cpu":
         return ["CPUExecutionProvider"]
@@ -50,7 +50,7 @@ def _providers_for(device):
         raise InputError(
             "CUDA was requested but this ONNX Runtime has no CUDA execution provider "
             f"(available: {', '.join(avail)}). Install onnxruntime-gpu with a matching CUDA/cuDNN, "
-            "or use DEVICE=auto or DEVICE=cpu.", "DEVICE")
+            "or use «device»=auto or «device»=cpu.", "device")
     return ["CPUExecutionProvider"]
 
 
@@ -131,7 +131,7 @@ class Session:
             watcher.join()
 
 
-def load_session(path, device="auto", threads=None, parameter="MODEL", config=None):
+def load_session(path, device="auto", threads=None, parameter="model", config=None):
     """Load (or reuse from the cache) an inference session for the ONNX file at ``path``.
 
     ``device`` auto means the config's device; ``threads`` (default: the config's) is capped at the
@@ -170,7 +170,7 @@ def load_session(path, device="auto", threads=None, parameter="MODEL", config=No
         if device == "cuda" and "CUDAExecutionProvider" not in active:
             raise InputError(
                 "CUDA was requested but ONNX Runtime could not initialise it on this machine (no NVIDIA "
-                "GPU, driver or CUDA/cuDNN libraries found); use DEVICE=auto or DEVICE=cpu.", "DEVICE")
+                "GPU, driver or CUDA/cuDNN libraries found); use «device»=auto or «device»=cpu.", "device")
         session = Session(sess, "cuda" if active[0] == "CUDAExecutionProvider" else "cpu", active, path)
         _sessions[key] = session
         return session

@@ -49,7 +49,7 @@ def _parse_entry(data):
     return key, value
 
 
-def read_onnx_metadata(path, parameter="MODEL"):
+def read_onnx_metadata(path, parameter="model"):
     """``metadata_props`` of an ONNX file as a dict, read by walking the top-level protobuf fields
     (the graph is skipped with a seek, so this is fast for large models and needs neither the
     ``onnx`` package nor an inference session). A truncated or non-ONNX file raises ModelError."""

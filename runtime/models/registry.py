@@ -21,7 +21,7 @@ from .. import PLUGIN_DIR
 from .. import deps
 from . import model_card
 from ..pipeline import styles
-from ..errors import ModelError
+from ..errors import ModelError, ref
 from ..io.raster_io import special_file_kind
 
 STORE_DIR = os.path.join(PLUGIN_DIR, "models")
@@ -42,9 +42,19 @@ class ModelEntry:
     error: Optional[str] = None
     #: other models with the same id that this one shadows (lower precedence), as "path (origin)"
     shadowed: tuple = ()
+    #: the error behind ``error`` (its ``«arg»`` markers kept, see :mod:`..errors`), None if none
+    problem: Optional[Exception] = field(default=None, repr=False, compare=False)
+
+    @property
+    def problem_text(self):
+        """``error`` with the parameter as a marker, for messages the table renames."""
+        p = self.problem
+        return f"{ref(p.parameter)}: {p.template}" if getattr(p, "parameter", None) else self.error
 
     def as_dict(self):
-        out = {"id": self.id, "path": self.path, "origin": self.origin, "error": self.error, "card": self.card}
+        # the listing's "error" is about the model file, not a parameter: the reason without a prefix
+        error = getattr(self.problem, "reason", None) or self.error
+        out = {"id": self.id, "path": self.path, "origin": self.origin, "error": error, "card": self.card}
         if self.shadowed:
             out["shadowed"] = list(self.shadowed)
         return out
@@ -144,7 +154,7 @@ def ukis_card(json_path, onnx_name):
     }
 
 
-def ukis_models(parameter="MODEL"):
+def ukis_models(parameter="model"):
     folder = package_dir("ukis_csmask")
     if not folder:
         return []
@@ -170,7 +180,7 @@ PACKAGE_ADAPTERS = (ukis_models,)
 # ---------------------------------------------------------------------------------------------
 # Listing and resolving
 # ---------------------------------------------------------------------------------------------
-def _folder_models(folder, origin, parameter="MODEL"):
+def _folder_models(folder, origin, parameter="model"):
     if not os.path.isdir(folder):
         return []
     out = []
@@ -187,12 +197,12 @@ def _folder_models(folder, origin, parameter="MODEL"):
     return out
 
 
-def _entry_for_path(path, origin, parameter="MODEL"):
+def _entry_for_path(path, origin, parameter="model"):
     try:
         card = model_card.load_card(path, parameter)
         return ModelEntry(card["id"], path, card, origin)
     except ModelError as exc:
-        return ModelEntry(os.path.splitext(os.path.basename(path))[0], path, {}, origin, str(exc))
+        return ModelEntry(os.path.splitext(os.path.basename(path))[0], path, {}, origin, str(exc), problem=exc)
 
 
 def list_models(extra_dirs=None, include_invalid=True, config=None):
@@ -250,7 +260,7 @@ def missing_model_message(model_id, known=()):
     return f"no model with id '{model_id}' is registered (known: {known}); {how}."
 
 
-def resolve(value, parameter="MODEL", extra_dirs=None, task=None, config=None, cardless=False):
+def resolve(value, parameter="model", extra_dirs=None, task=None, config=None, cardless=False):
     """The :class:`ModelEntry` for ``value`` (a registry id or the path of an .onnx file): the one
     model resolution every task uses (through :meth:`.model.OnnxModel.resolve`).
 
@@ -274,14 +284,14 @@ def resolve(value, parameter="MODEL", extra_dirs=None, task=None, config=None, c
         if entry.error and cardless:
             entry = ModelEntry(entry.id, entry.path, {}, entry.origin)
         elif entry.error:
-            raise ModelError(entry.error, parameter)
+            raise ModelError(getattr(entry.problem, "template", entry.error), parameter)
     else:
         entries = {e.id: e for e in list_models(extra_dirs, config=config)}
         entry = entries.get(value)
         if entry is None:
             raise ModelError(missing_model_message(value, sorted(entries)), parameter)
         if entry.error:
-            raise ModelError(entry.error, parameter)
+            raise ModelError(getattr(entry.problem, "template", entry.error), parameter)
     tasks = (task,) if isinstance(task, str) else tuple(task or ())
     if tasks and entry.card and entry.card.get("task") not in tasks:
         wanted = " or ".join(f"'{t}'" for t in tasks)
@@ -290,7 +300,7 @@ def resolve(value, parameter="MODEL", extra_dirs=None, task=None, config=None, c
     return entry
 
 
-def solar_spectrum(model_id, parameter="IRRADIANCE"):
+def solar_spectrum(model_id, parameter="irradiance"):
     """The solar spectrum file a registered model converts radiance with (card ``solar_irradiance_file``
     beside the model, e.g. SpecTf's irr.npy as CSV). Lets a TOA step use "the model's own spectrum"
     (the shipped workflow passes the model id). Raises ModelError naming ``parameter``."""

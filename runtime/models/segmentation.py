@@ -100,7 +100,7 @@ class ModelRunner(OnnxModel):
     TASKS = (TASK,)
 
     def __init__(self, entry, device="auto", threads=None, config=None):
-        super().__init__(entry.path, entry.card, entry.id, device, threads, "MODEL", config)
+        super().__init__(entry.path, entry.card, entry.id, device, threads, "model", config)
         self.entry = entry
         card = entry.card
         self.inp, self.out = card["input"], card["output"]
@@ -114,18 +114,18 @@ class ModelRunner(OnnxModel):
         if len(inputs) != 1 + len(self.coord_inputs):
             extra = (" besides the card's " + ", ".join(self.coord_inputs.values())) if self.coord_inputs else ""
             raise ModelError(f"segmentation models must have one input tensor{extra}; this one has {len(inputs)} "
-                             f"({', '.join(by_name)}).", "MODEL")
+                             f"({', '.join(by_name)}).", "model")
         for key, name in self.coord_inputs.items():
             if name not in by_name:
                 raise ModelError(f"the card names {key} tensor '{name}' but the model has "
-                                 f"{', '.join(by_name)}.", "MODEL")
+                                 f"{', '.join(by_name)}.", "model")
         self.coords = {}
         if self.input_name not in by_name:
             raise ModelError(f"the card names input tensor '{self.input_name}' but the model has "
-                             f"{', '.join(by_name)}.", "MODEL")
+                             f"{', '.join(by_name)}.", "model")
         if self.output_name not in {o.name for o in outputs}:
             raise ModelError(f"the card names output tensor '{self.output_name}' but the model has "
-                             f"{', '.join(o.name for o in outputs)}.", "MODEL")
+                             f"{', '.join(o.name for o in outputs)}.", "model")
         c, t = len(self.inp["bands"]), self.inp["frames"]
         th, tw = self.inp["tile_size"]
         layout = self.inp["layout"]
@@ -134,15 +134,15 @@ class ModelRunner(OnnxModel):
         if len(shape) != len(expected):
             raise ModelError(f"input '{self.input_name}' has rank {len(shape)} {shape}, but the card's layout {layout} "
                              f"needs rank {len(expected)} {expected[1:]}; this is not a {TASK} model for this card.",
-                             "MODEL")
+                             "model")
         for dim, want in zip(shape[1:], expected[1:]):
             if isinstance(dim, int) and dim > 0 and dim != want:
                 raise ModelError(f"input '{self.input_name}' has shape {shape} but the card describes "
-                                 f"{expected[1:]} ({layout}, {c} bands, {t} frame(s), tile {th}x{tw}).", "MODEL")
+                                 f"{expected[1:]} ({layout}, {c} bands, {t} frame(s), tile {th}x{tw}).", "model")
         oshape = list(next(o for o in outputs if o.name == self.output_name).shape)
         if len(oshape) != 4:
             raise ModelError(f"output '{self.output_name}' has rank {len(oshape)} {oshape}; a {TASK} model must "
-                             "output (N, classes, H, W).", "MODEL")
+                             "output (N, classes, H, W).", "model")
         self.n_classes = len(self.out["classes"])
         self.layout, self.stacking = layout, self.inp["stacking"]
 
@@ -151,7 +151,7 @@ class ModelRunner(OnnxModel):
         repeated over each batch."""
         missing = [k for k in self.coord_inputs if k not in coords]
         if missing:
-            raise ModelError(f"the model needs {', '.join(missing)}, which were not computed.", "MODEL")
+            raise ModelError(f"the model needs {', '.join(missing)}, which were not computed.", "model")
         self.coords = {k: np.asarray(coords[k], np.float32) for k in self.coord_inputs}
 
     def probabilities(self, tiles, monitor=None):
@@ -166,7 +166,7 @@ class ModelRunner(OnnxModel):
         for key, name in self.coord_inputs.items():
             v = self.coords.get(key)
             if v is None:
-                raise ModelError(f"the model needs {key}; none were set.", "MODEL")
+                raise ModelError(f"the model needs {key}; none were set.", "model")
             feed[name] = np.ascontiguousarray(np.broadcast_to(v[None], (x.shape[0],) + v.shape))
         raw = np.asarray(self.infer([self.output_name], feed, monitor)[0])
         k = raw.shape[1] if raw.ndim == 4 else None
@@ -174,7 +174,7 @@ class ModelRunner(OnnxModel):
         if raw.ndim != 4 or not ok_k or raw.shape[0] != x.shape[0] or raw.shape[2:] != x.shape[-2:]:
             raise ModelError(f"the model output has shape {tuple(raw.shape)}; expected ({x.shape[0]}, "
                              f"{self.n_classes}, {x.shape[-2]}, {x.shape[-1]}) for the card's "
-                             f"{self.n_classes} classes.", "MODEL")
+                             f"{self.n_classes} classes.", "model")
         return raw.astype(np.float32, copy=False)
 
 
@@ -188,19 +188,19 @@ def open_inputs(inputs, card, bands=None, monitor=None):
     frames = card["input"]["frames"]
     if not inputs:
         raise InputError("no raster given; expected " + ("one raster." if frames == 1 else
-                                                         f"{frames} rasters in date order."), "INPUT")
+                                                         f"{frames} rasters in date order."), "input")
     if len(inputs) != frames:
         what = ("a single-date model: give one raster" if frames == 1 else
                 f"a multi-temporal model with {frames} dates: give {frames} rasters on the same grid, in date order")
-        raise InputError(f"{len(inputs)} raster(s) given, but '{card['id']}' is {what}.", "INPUT")
-    datasets = [open_raster(p, "INPUT") for p in inputs]
+        raise InputError(f"{len(inputs)} raster(s) given, but '{card['id']}' is {what}.", "input")
+    datasets = [open_raster(p, "input") for p in inputs]
     grid0 = Grid.of(datasets[0])
     for p, ds in zip(inputs[1:], datasets[1:]):
         g = Grid.of(ds)
         if not _same_grid(grid0, g):
             raise InputError(f"{os.path.basename(p)} ({g.width}x{g.height}, geotransform {g.geotransform}) is not on the "
                              f"grid of {os.path.basename(inputs[0])} ({grid0.width}x{grid0.height}, geotransform "
-                             f"{grid0.geotransform}); resample all dates to one grid first.", "INPUT")
+                             f"{grid0.geotransform}); resample all dates to one grid first.", "input")
     explicit = band_matching.parse_band_list(bands)
     band_lists, matches = [], []
     for i, (p, ds) in enumerate(zip(inputs, datasets)):
@@ -230,15 +230,14 @@ def run_segmentation(inputs, model, outputs, bands=None, overlap=None, crop=None
     monitor = ensure(monitor)
     config = ensure_config(config)
     if not outputs or not outputs.get("classes"):
-        raise InputError("no output path given for the class map.", "OUTPUT")
+        raise InputError("no output path given for the class map.", "classes")
     outs = OutputSet(config, monitor)
-    outs.add_input("INPUT", [str(p) for p in ([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs or [])
+    outs.add_input("input", [str(p) for p in ([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs or [])
                              if str(p).strip()])
-    for key, param in (("classes", "OUTPUT"), ("probabilities", "OUTPUT_PROBABILITIES"),
-                       ("confidence", "OUTPUT_CONFIDENCE")):
+    for key in ("classes", "probabilities", "confidence"):
         if outputs.get(key):
-            outs.add_output(param, outputs[key])
-    entry = registry.resolve(model, "MODEL", extra_dirs, task=ModelRunner.TASKS, config=config)
+            outs.add_output(key, outputs[key])
+    entry = registry.resolve(model, "model", extra_dirs, task=ModelRunner.TASKS, config=config)
     card = entry.card
     inp, classes = card["input"], card["output"]["classes"]
     monitor.info(f"Model {entry.id} ({entry.origin}): {entry.path}")
@@ -248,17 +247,17 @@ def run_segmentation(inputs, model, outputs, bands=None, overlap=None, crop=None
     # a per-tile min–max model scales every window into [0, 1] itself: no training mean/std to compare with
     checked = [] if inp.get("normalization", "none") != "none" else datasets
     for p, ds, bl in zip(inputs if not isinstance(inputs, (str, os.PathLike)) else [inputs], checked, band_lists):
-        check_model_input(ds, bl, inp["scale"], inp["offset"], inp["mean"], inp["std"], "INPUT",
+        check_model_input(ds, bl, inp["scale"], inp["offset"], inp["mean"], inp["std"], "input",
                           os.path.basename(str(p)))
     for ds in datasets:
-        outs.add_input("INPUT", ds)
+        outs.add_input("input", ds)
     grid = Grid.of(datasets[0])
     height, width = grid.height, grid.width
 
     if batch_size is None:
         batch_size = 4
     if int(batch_size) < 1:
-        raise InputError(f"batch size must be at least 1 (got {batch_size}).", "BATCH_SIZE")
+        raise InputError(f"batch size must be at least 1 (got {batch_size}).", "batch_size")
     batch_size = int(batch_size)
     ov = card["tiling"]["overlap"] if overlap is None else overlap
     cr = card["tiling"]["crop"] if crop is None else crop
@@ -266,7 +265,7 @@ def run_segmentation(inputs, model, outputs, bands=None, overlap=None, crop=None
     try:
         plan = tiling.make_plan(height, width, (th, tw), ov, cr, card["tiling"]["scheme"])
     except ValueError as exc:
-        raise InputError(f"{exc} (tile {th}x{tw} px from the model card).", "TILE_OVERLAP") from None
+        raise InputError(f"{exc} (tile {th}x{tw} px from the model card).", "overlap") from None
     monitor.info(f"Tiling ({plan.scheme}): {len(plan.rows)} x {len(plan.cols)} tiles of {th}x{tw} px, overlap "
                  f"{plan.overlap} px, border crop {plan.crop} px" + (
                      " (raster smaller than a tile: reflect padding)" if height < th or width < tw else ""))
@@ -301,18 +300,18 @@ def run_segmentation(inputs, model, outputs, bands=None, overlap=None, crop=None
             "classes": ", ".join(f"{c['value']}={c['name']}" for c in classes)}
 
     with outs:
-        w_cls = outs.create("OUTPUT", grid, 1, np.uint8, CLASS_NODATA)
+        w_cls = outs.create("classes", grid, 1, np.uint8, CLASS_NODATA)
         w_cls.set_band_descriptions(["class"])
         class_styles = styles.class_entries(classes, CLASS_NODATA)
         styles.apply_classes(w_cls.band(1), class_styles)
         w_cls.set_metadata(meta)
         w_prob = w_conf = None
         if outputs.get("probabilities"):
-            w_prob = outs.create("OUTPUT_PROBABILITIES", grid, k, np.float32, FLOAT_NODATA)
+            w_prob = outs.create("probabilities", grid, k, np.float32, FLOAT_NODATA)
             w_prob.set_band_descriptions([c["name"] for c in classes])
             w_prob.set_metadata(meta)
         if outputs.get("confidence"):
-            w_conf = outs.create("OUTPUT_CONFIDENCE", grid, 1, np.float32, FLOAT_NODATA)
+            w_conf = outs.create("confidence", grid, 1, np.float32, FLOAT_NODATA)
             w_conf.set_band_descriptions(["confidence (max class probability)"])
             w_conf.set_metadata(meta)
 
@@ -388,8 +387,8 @@ def run_segmentation(inputs, model, outputs, bands=None, overlap=None, crop=None
         for writer in (w_cls, w_prob, w_conf):
             if writer is not None:
                 note_valid_pixels(writer, valid, warning)
-        styles.write_styles(outs, {"OUTPUT": ("classes", class_styles),
-                                   "OUTPUT_CONFIDENCE": ("ramp", 0.0, 1.0, "viridis")})
+        styles.write_styles(outs, {"classes": ("classes", class_styles),
+                                   "confidence": ("ramp", 0.0, 1.0, "viridis")})
 
     result.class_counts = {c["name"]: int(n) for c, n in zip(classes, counts)}
     result.valid_pixels = int(counts.sum())

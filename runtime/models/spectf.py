@@ -34,7 +34,7 @@ from . import onnx_backend
 from ..pipeline import styles
 from .base import OnnxModel, dims
 from ..config import cpu_cores, ensure_config
-from ..errors import InputError, ModelError
+from ..errors import InputError, ModelError, render
 from ..monitor import ensure
 from ..io.raster_io import Grid, open_raster, read_block
 from ..pipeline import OutputSet, stream, strips
@@ -397,8 +397,7 @@ def _toa_converter(ds, bands, observation, irradiance, solar_zenith, earth_sun_d
 
     return ToaConverter.create(ds, observation_ds=observation, irradiance=irradiance, solar_zenith=solar_zenith,
                                earth_sun_distance=earth_sun_distance, monitor=monitor, bands=bands,
-                               parameters={"INPUT": names["input"], "OBSERVATION": names["observation"],
-                                           "SCALE": names["scale"]}, scale=scale)
+                               scale=scale)  # its errors name input, observation, scale: the tasks' arguments
 
 
 # ---------------------------------------------------------------------------------------------
@@ -434,18 +433,21 @@ class _WarnTap:
         self.warnings = []
 
     def warn(self, message):
-        self.warnings.append(message)
+        self.warnings.append(render(message))  # «arg» markers as argument names, like the runtime's errors
         self._m.warn(message)
 
     def __getattr__(self, name):
         return getattr(self._m, name)
 
 
-#: Processing parameter names used in error messages (override with ``run_spectf(parameters=...)``).
+#: Runtime argument names used in error messages: those of :func:`..tasks.cloudmask`, which the
+#: parameter table renames (``run_spectf(parameters={"attention": "output"})`` for attentionmaps).
+#: COMPATIBILITY SHIM until the SpecTf split lands: this map and the literals still in this module
+#: (INPUT_TYPE, MODEL, OBSERVATION, SOLAR_ZENITH, OUTPUT, IRRADIANCE) go then; see tests/test_error_names.py.
 DEFAULT_PARAMETER_NAMES = {
-    "input": "INPUT", "model": "MODEL", "threshold": "THRESHOLD", "batch_size": "BATCH_SIZE", "device": "DEVICE",
-    "observation": "OBSERVATION", "scale": "SCALE", "mask": "OUTPUT", "probability": "OUTPUT_PROBABILITY",
-    "attention": "OUTPUT_ATTENTION", "top_wavelength": "OUTPUT_TOP_WAVELENGTH",
+    "input": "input", "model": "model", "threshold": "threshold", "batch_size": "batch_size", "device": "device",
+    "observation": "observation", "scale": "scale", "mask": "mask", "probability": "probability",
+    "attention": "attention", "top_wavelength": "top_wavelength",
 }
 
 
@@ -479,8 +481,8 @@ def run_spectf(input_ds, model=DEFAULT_MODEL, outputs=None, input_type="auto", o
     threshold : cloud when probability ≥ threshold; default the card's, must lie in (0, 1).
     device : auto | cpu | cuda.  batch_size : spectra per ONNX call (default card or 256).
     block_bytes : input block budget in bytes (default: the config's block budget).
-    parameters : optional mapping from argument / output keys to the Processing parameter names
-        used in error messages (:data:`DEFAULT_PARAMETER_NAMES`, e.g. ``{"attention": "OUTPUT"}``).
+    parameters : optional mapping from argument / output keys to the caller's argument names used
+        in error messages (:data:`DEFAULT_PARAMETER_NAMES`, e.g. ``{"attention": "output"}``).
     config : :class:`~.config.RuntimeConfig` (threads, device for auto, block budget, compression).
     scale : factor turning stored values into physical ones (e.g. 0.0001 for reflectance ×10000),
         replacing the file's GDAL scale/offset; default the file's. The applied scale is logged.

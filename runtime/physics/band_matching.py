@@ -2,7 +2,7 @@
 
 Order of methods (the first that assigns every model band wins; what was matched is reported):
 
-1. explicit 1-based raster band numbers (``BANDS`` = "2,3,4,8,11,12");
+1. explicit 1-based raster band numbers (``bands`` = "2,3,4,8,11,12");
 2. band names: raster band descriptions such as ``B02``/``B8A`` (Sentinel-2, HLS S30),
    ``SR_B2``/``B5`` (Landsat, HLS L30) or common names (``blue``, ``swir16``, ``SWIR 1``) are
    translated to STAC ``eo:common_name`` values and compared with the model's band names and
@@ -18,7 +18,7 @@ import re
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, ref
 from ..io.spectral import read_spectral_info
 
 #: Default wavelength tolerance (nm) for matching by centre wavelength.
@@ -118,7 +118,7 @@ def _model_band_names(band, equivalents=True):
     return out
 
 
-def parse_band_list(text, parameter="BANDS"):
+def parse_band_list(text, parameter="bands"):
     """Parse ``"2,3,4"`` (or spaces/semicolons) into 1-based ints; ``None`` for empty text."""
     if text is None or str(text).strip() == "":
         return None
@@ -130,7 +130,7 @@ def parse_band_list(text, parameter="BANDS"):
     return values
 
 
-def match_bands(ds, model_bands, explicit=None, path="", parameter="INPUT", bands_parameter="BANDS",
+def match_bands(ds, model_bands, explicit=None, path="", parameter="input", bands_parameter="bands",
                 tolerance_nm=TOLERANCE_NM):
     """1-based raster band numbers feeding each model band, and a description of how they matched.
 
@@ -149,7 +149,7 @@ def match_bands(ds, model_bands, explicit=None, path="", parameter="INPUT", band
         return list(explicit), "explicit " + ", ".join(f"{m['name']}=band {b}" for m, b in zip(model_bands, explicit))
     if n_raster < n_model:
         raise InputError(f"the model needs {n_model} bands ({wanted}) but {os.path.basename(str(path)) or 'the raster'} "
-                         f"has {n_raster}; give a raster with these bands (or set BANDS).", parameter)
+                         f"has {n_raster}; give a raster with these bands (or set {ref(bands_parameter)}).", parameter)
 
     # 2. names
     sensor = guess_sensor(path)
@@ -185,7 +185,8 @@ def match_bands(ds, model_bands, explicit=None, path="", parameter="INPUT", band
                 raise InputError(
                     f"no band of {os.path.basename(str(path)) or 'the raster'} is within {tolerance_nm:.0f} nm of the "
                     f"model band {mb['name']} ({mb['wavelength_nm']:.0f} nm); raster bands are at "
-                    f"{', '.join(f'{w:.0f}' for w in wl)} nm. Set BANDS to choose bands explicitly.", bands_parameter)
+                    f"{', '.join(f'{w:.0f}' for w in wl)} nm. Set {ref(bands_parameter)} to choose bands explicitly.",
+                    bands_parameter)
             picked.append(int(ok[0]) + 1)
             parts.append(f"{mb['name']} {mb['wavelength_nm']:.0f} nm=band {ok[0] + 1} ({wl[ok[0]]:.0f} nm)")
         return picked, "by wavelength " + ", ".join(parts)
@@ -197,5 +198,5 @@ def match_bands(ds, model_bands, explicit=None, path="", parameter="INPUT", band
             return list(range(1, n_model + 1)), "in raster order (the model names no bands)"
     raise InputError(
         f"cannot tell which bands of {os.path.basename(str(path)) or 'the raster'} the model needs ({wanted}): the "
-        "raster has no matching band names or wavelength metadata. Set BANDS to the raster band numbers in "
+        f"raster has no matching band names or wavelength metadata. Set {ref(bands_parameter)} to the raster band numbers in "
         "model order, e.g. '" + ",".join(str(i + 1) for i in range(n_model)) + "'.", bands_parameter)

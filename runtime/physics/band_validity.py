@@ -11,10 +11,10 @@ file from any sensor gives the right answer or a clear refusal — never silent 
 3. it is nodata in every pixel of a cheap decimated sample (≤ 96 × 96 pixels, see
    :func:`sample_bands`).
 
-The log lists what was dropped and why; when nothing usable remains the error names ``INPUT``.
+The log lists what was dropped and why; when nothing usable remains the error names ``input``.
 
 **Scale** (:func:`value_scale`): stored values × scale + offset, from the file's GDAL scale/offset
-(EnMAP's 0.0001) or an explicit ``SCALE`` parameter (which replaces them); the applied scale is
+(EnMAP's 0.0001) or an explicit ``scale`` (which replaces them); the applied scale is
 logged.
 
 **Plausibility**: :func:`check_reflectance` refuses (or diagnoses) reflectance stored as integers
@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, ref
 from ..monitor import ensure
 
 #: Edge (pixels) of the decimated grid sampled to find empty bands and check value ranges.
@@ -96,7 +96,7 @@ def _ranges_text(wl, gap=30.0):
 # ---------------------------------------------------------------------------------------------
 # scale
 # ---------------------------------------------------------------------------------------------
-def value_scale(ds, bands, scale=None, parameter="SCALE"):
+def value_scale(ds, bands, scale=None, parameter="scale"):
     """``(scales, offsets, source)`` turning stored values of the 1-based ``bands`` into physical ones.
 
     An explicit ``scale`` (a positive number) replaces the file's GDAL scale/offset; otherwise the
@@ -111,7 +111,7 @@ def value_scale(ds, bands, scale=None, parameter="SCALE"):
         if not np.isfinite(value) or value <= 0:
             raise InputError(f"{value:g} is not a positive factor; expected e.g. 0.0001 for reflectance ×10000 "
                              "(leave empty to use the file's own scale/offset).", parameter)
-        return np.full(n, value), np.zeros(n), f"{parameter}={value:g} (given; replaces the file's scale/offset)"
+        return np.full(n, value), np.zeros(n), f"{ref(parameter)}={value:g} (given; replaces the file's scale/offset)"
     scales = np.array([ds.GetRasterBand(int(b)).GetScale() or 1.0 for b in bands], dtype=np.float64)
     offsets = np.array([ds.GetRasterBand(int(b)).GetOffset() or 0.0 for b in bands], dtype=np.float64)
     if np.all(scales == 1.0) and np.all(offsets == 0.0):
@@ -177,7 +177,7 @@ BAD_BAND = "flagged bad in the file (bbl = 0)"
 EMPTY_BAND = "nodata in every sampled pixel"
 
 
-def choose_bands(ds, info, model_keep, scales_offsets=None, parameter="INPUT", monitor=None,
+def choose_bands(ds, info, model_keep, scales_offsets=None, parameter="input", monitor=None,
                  model_reason=MODEL_DROP, max_side=SAMPLE_SIDE):
     """Decide the bands a model uses: ``model_keep`` (bool per raster band: what the model takes),
     then the file's ``bbl`` and a sample of every remaining band. Logs the choice; raises
@@ -248,9 +248,9 @@ def stored_integer_scale(sample):
 
 def scaled_integers_message(factor, p99, what):
     return (f"the input holds whole numbers up to {p99:.6g} (99th percentile of a sample) and no scale tag: it "
-            f"looks like reflectance stored as integers ×{factor}, not {what}. Set SCALE={1 / factor:g} (or tag the "
+            f"looks like reflectance stored as integers ×{factor}, not {what}. Set «scale»={1 / factor:g} (or tag the "
             f"file: gdal_edit.py -scale {1 / factor:g} FILE, or gdal_translate -a_scale {1 / factor:g}) and "
-            "INPUT_TYPE=reflectance; if it really is radiance, give its scale to physical units with SCALE.")
+            "«input_type»=reflectance; if it really is radiance, give its scale to physical units with «scale».")
 
 
 def white_reflector_radiance(irradiance, earth_sun_distance=1.0):
@@ -259,7 +259,7 @@ def white_reflector_radiance(irradiance, earth_sun_distance=1.0):
     return np.asarray(irradiance, dtype=np.float64) / (np.pi * float(earth_sun_distance) ** 2)
 
 
-def radiance_ceiling_check(radiance_sample, irradiance, wavelength_nm, parameter="INPUT", factor=1.0,
+def radiance_ceiling_check(radiance_sample, irradiance, wavelength_nm, parameter="input", factor=1.0,
                            earth_sun_distance=1.0, integer_hint=False):
     """Refuse radiance (µW cm⁻² nm⁻¹ sr⁻¹ after ``factor``) brighter than the Sun can make it.
 
@@ -280,11 +280,11 @@ def radiance_ceiling_check(radiance_sample, irradiance, wavelength_nm, parameter
         i = int(np.nanargmax(np.where(ok, ratio, -np.inf)))
         causes = []
         if integer_hint or median > 50:
-            causes.append("scaled integers (e.g. reflectance ×10000 or DN) without a scale tag: set SCALE, or tag "
+            causes.append("scaled integers (e.g. reflectance ×10000 or DN) without a scale tag: set «scale», or tag "
                           "the file with gdal_edit.py -scale")
         if 5 < median < 50:
-            causes.append("radiance in W m⁻² sr⁻¹ µm⁻¹ (10× µW cm⁻² sr⁻¹ nm⁻¹): set RADIANCE_UNITS")
-        causes.append("wrong RADIANCE_UNITS")
+            causes.append("radiance in W m⁻² sr⁻¹ µm⁻¹ (10× µW cm⁻² sr⁻¹ nm⁻¹): set «radiance_units»")
+        causes.append("wrong «radiance_units»")
         raise InputError(
             f"the radiance is brighter than the Sun can make it: in {int(over.sum())} of {int(ok.sum())} bands the "
             f"99th percentile exceeds {RADIANCE_CEILING:g}× the radiance of a perfect white reflector at solar zenith "
@@ -307,7 +307,7 @@ def note_valid_pixels(writer, count, warning=None):
 MAX_MEDIAN_Z = 25.0
 
 
-def check_model_input(ds, bands, scale, offset, mean, std, parameter="INPUT", name=""):
+def check_model_input(ds, bands, scale, offset, mean, std, parameter="input", name=""):
     """Refuse a segmentation input whose values, after the file's scale and the card's ``scale``/
     ``offset``, lie far outside the model's training distribution (``mean``/``std`` per model band):
     median |(v·scale + offset − mean)/std| > :data:`MAX_MEDIAN_Z`. Proposes a scale when the values

@@ -25,7 +25,7 @@ from typing import Optional
 import numpy as np
 
 from ..io import emit_netcdf
-from ..errors import InputError
+from ..errors import InputError, ref
 from ..monitor import ensure
 from ..io.raster_io import (
     Grid, Window, _type_maps, copy_spectral_metadata, iter_windows, open_raster, read_window,
@@ -70,7 +70,7 @@ class Glt:
         return np.where(valid, gx - 1, -1), np.where(valid, gy - 1, -1)
 
 
-def open_glt(source, parameter="GLT"):
+def open_glt(source, parameter="glt"):
     """Open a GLT from an EMIT netCDF (``location/glt_x``/``glt_y``) or a 2-band GLT raster."""
     if source is None or str(source).strip() == "":
         raise InputError("no GLT given; expected the EMIT netCDF of the scene (with location/glt_x, "
@@ -148,25 +148,25 @@ def _index_extent(glt, monitor):
     return max_x, max_y
 
 
-def check_sizes(src, glt, monitor=None, input_parameter="INPUT", glt_parameter="GLT"):
+def check_sizes(src, glt, monitor=None, input_parameter="input", glt_parameter="glt"):
     """Raise :class:`InputError` when the sensor raster ``src`` does not match the GLT's sensor grid."""
     width, height = src.RasterXSize, src.RasterYSize
     if glt.sensor_size is not None:
         gw, gh = glt.sensor_size
         if (gw, gh) != (width, height):
             raise InputError(
-                f"the raster is {width} × {height} pixels (columns × rows) but the GLT in {glt_parameter} "
+                f"the raster is {width} × {height} pixels (columns × rows) but the GLT in {ref(glt_parameter)} "
                 f"({os.path.basename(glt.source)}) belongs to a {gw} × {gh} sensor grid (crosstrack × "
-                f"downtrack); {input_parameter} must be a sensor-geometry output of the same EMIT scene.",
+                f"downtrack); {ref(input_parameter)} must be a sensor-geometry output of the same EMIT scene.",
                 input_parameter)
     mx, my = _index_extent(glt, ensure(monitor))
     if mx > width or my > height:
         raise InputError(
-            f"the GLT in {glt_parameter} addresses sensor sample {mx} / line {my} but the raster is only "
-            f"{width} × {height} pixels; {input_parameter} must be a sensor-geometry output of the scene "
+            f"the GLT in {ref(glt_parameter)} addresses sensor sample {mx} / line {my} but the raster is only "
+            f"{width} × {height} pixels; {ref(input_parameter)} must be a sensor-geometry output of the scene "
             f"the GLT belongs to.", input_parameter)
     if mx == 0:
-        raise InputError(f"the GLT in {glt_parameter} addresses no sensor pixel (all 0).", glt_parameter)
+        raise InputError(f"the GLT in {ref(glt_parameter)} addresses no sensor pixel (all 0).", glt_parameter)
 
 
 def _output_nodata(band, dtype):
@@ -227,7 +227,7 @@ def _copy_band_styles(src, writer):
 
 
 def orthorectify(sensor_raster_path, glt_source, output_path, monitor=None, block_bytes=None,
-                 input_parameter="INPUT", glt_parameter="GLT", output_parameter="OUTPUT", config=None):
+                 input_parameter="input", glt_parameter="glt", output_parameter="output", config=None):
     """Resample a sensor-geometry raster onto the GLT's map grid (nearest neighbour, as EMIT does).
 
     ``sensor_raster_path``: any raster (or EMIT netCDF) on the sensor grid (x = crosstrack,
@@ -249,7 +249,7 @@ def orthorectify(sensor_raster_path, glt_source, output_path, monitor=None, bloc
     output_path = outs.add_output(output_parameter, output_path)
     glt = open_glt(glt_source, glt_parameter)
     if src.GetGeoTransform(can_return_null=True) not in (None, (0.0, 1.0, 0.0, 0.0, 0.0, 1.0)):
-        monitor.warn(f"{input_parameter} already has a map georeference; it is treated as sensor geometry "
+        monitor.warn(f"{ref(input_parameter)} already has a map georeference; it is treated as sensor geometry "
                      "(columns = crosstrack samples, rows = downtrack lines).")
     check_sizes(src, glt, monitor, input_parameter, glt_parameter)
     _, to_numpy = _type_maps()

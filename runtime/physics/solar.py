@@ -114,7 +114,7 @@ _loaded = {}
 _LOADED_MAX = 16
 
 
-def load_irradiance(path=None, parameter="IRRADIANCE"):
+def load_irradiance(path=None, parameter="irradiance"):
     """Load a solar spectrum as :class:`SolarSpectrum` (nm, µW cm⁻² nm⁻¹).
 
     ``path`` None → the shipped ASTM E-490 spectrum. ``.npy``: array (N, 2) of nm and
@@ -221,7 +221,7 @@ def resample_gaussian(wavelength_nm, values, centre_nm, fwhm_nm, width_sigmas=6.
     return out
 
 
-def band_irradiance(spectrum, centre_nm, fwhm_nm, parameter="IRRADIANCE", monitor=None):
+def band_irradiance(spectrum, centre_nm, fwhm_nm, parameter="irradiance", monitor=None):
     """Solar irradiance (µW cm⁻² nm⁻¹ at 1 AU) per band; :class:`InputError` when the spectrum does not
     cover a band (centre more than half a FWHM outside it)."""
     centre = np.asarray(centre_nm, dtype=np.float64)

@@ -23,7 +23,7 @@ from . import band_validity, solar
 from ..io import raster_io
 from ..pipeline import styles
 from ..io.dates import acquisition_time  # noqa: F401 (the one acquisition-time reader, also toa.acquisition_time)
-from ..errors import InputError
+from ..errors import InputError, render
 from ..monitor import ensure
 from ..io.spectral import read_spectral_info
 
@@ -174,47 +174,43 @@ class ToaConverter:
         # rho = L · scale / cos θ, scale = pi · factor · d² / E (per band)
         self._scale = (np.pi * self.radiance_factor * self.earth_sun_distance ** 2 / self.irradiance).astype(np.float32)
         self._checked_magnitude = False
-        self.observation_parameter = "OBSERVATION"
+        self.observation_parameter = "observation"
         self.scales_offsets = None  # (scales, offsets) of the converted bands; None = the file's
 
     # ------------------------------------------------------------------------------------------
     @classmethod
     def create(cls, radiance_ds, observation_ds=None, irradiance=None, solar_zenith=None, earth_sun_distance=None,
-               radiance_units="auto", monitor=None, bands=None, parameters=None, scale=None):
+               radiance_units="auto", monitor=None, bands=None, scale=None):
         """Validate the inputs and prepare the conversion.
 
         ``radiance_ds`` / ``observation_ds``: GDAL datasets or paths. ``irradiance``: path of a solar
         spectrum, a :class:`solar.SolarSpectrum`, or None for the shipped ASTM E-490. ``solar_zenith``
         (degrees) and ``earth_sun_distance`` (AU) override the OBS / metadata. ``radiance_units``: one of
-        :data:`RADIANCE_UNITS`. ``bands``: optional 1-based subset. ``parameters``: optional mapping of
-        the Processing parameter names used in error messages (keys INPUT, OBSERVATION, IRRADIANCE,
-        SOLAR_ZENITH, EARTH_SUN_DISTANCE, RADIANCE_UNITS, SCALE). ``scale``: explicit factor replacing
-        the file's GDAL scale/offset (:func:`.band_validity.value_scale`).
+        :data:`RADIANCE_UNITS`. ``bands``: optional 1-based subset. ``scale``: explicit factor replacing
+        the file's GDAL scale/offset (:func:`.band_validity.value_scale`). Errors name the arguments of
+        :func:`..tasks.toareflectance` (``input``, ``observation``, ``solar_zenith``, …), which every task
+        that converts radiance shares.
 
         Radiance brighter than the Sun can make it (1.5 × a white reflector at zenith 0, judged on a
-        decimated sample) is refused naming INPUT and the likely cause."""
-        p = {"INPUT": "INPUT", "OBSERVATION": "OBSERVATION", "IRRADIANCE": "IRRADIANCE",
-             "SOLAR_ZENITH": "SOLAR_ZENITH", "EARTH_SUN_DISTANCE": "EARTH_SUN_DISTANCE",
-             "RADIANCE_UNITS": "RADIANCE_UNITS", "SCALE": "SCALE"}
-        p.update(parameters or {})
+        decimated sample) is refused naming ``input`` and the likely cause."""
         monitor = ensure(monitor)
         notes = []
-        ds = _as_dataset(radiance_ds, p["INPUT"])
+        ds = _as_dataset(radiance_ds, "input")
         if ds is None:
-            raise InputError("no radiance raster given.", p["INPUT"])
+            raise InputError("no radiance raster given.", "input")
 
         # -- spectral metadata ----------------------------------------------------------------
         info = read_spectral_info(ds)
         if not info.has_wavelengths:
             raise InputError("the raster has no band wavelengths; expected a radiance raster with wavelength "
                              "metadata (ENVI 'wavelength' header, GDAL band 'wavelength' items or band names such "
-                             "as '450.0 nanometers').", p["INPUT"])
+                             "as '450.0 nanometers').", "input")
         all_bands = list(range(1, ds.RasterCount + 1))
         if bands is None:
             bands = all_bands
         bands = [int(b) for b in bands]
         if not bands or min(bands) < 1 or max(bands) > ds.RasterCount:
-            raise InputError(f"band numbers must lie in 1–{ds.RasterCount}.", p["INPUT"])
+            raise InputError(f"band numbers must lie in 1–{ds.RasterCount}.", "input")
         idx = np.array(bands) - 1
         wl = info.wavelength_nm[idx]
         fwhm_all = solar.fwhm_or_spacing(info.wavelength_nm, info.fwhm_nm, None)
@@ -222,7 +218,7 @@ class ToaConverter:
             msg = (f"The radiance metadata has no FWHM; using the band spacing as FWHM "
                    f"(median {np.median(fwhm_all):.3g} nm) for resampling the solar spectrum.")
             monitor.info(msg)
-            notes.append(msg)
+            notes.append(render(msg))
         fwhm = fwhm_all[idx]
         bbl = info.bbl[idx] if info.bbl is not None else None
 
@@ -234,7 +230,7 @@ class ToaConverter:
             if factor is None:
                 factor = 1.0
                 msg = ("Radiance units: none in the metadata; assuming µW cm⁻² nm⁻¹ sr⁻¹ (EMIT/AVIRIS-NG). "
-                       "Set RADIANCE_UNITS if that is wrong.")
+                       "Set «radiance_units» if that is wrong.")
             else:
                 msg = f"Radiance units from {why}: factor {factor:g} to µW cm⁻² nm⁻¹ sr⁻¹."
         elif units in RADIANCE_UNIT_FACTORS:
@@ -242,80 +238,80 @@ class ToaConverter:
             msg = f"Radiance units {units} (given): factor {factor:g} to µW cm⁻² nm⁻¹ sr⁻¹."
         else:
             raise InputError(f"'{units}' is not a known unit; expected one of {', '.join(RADIANCE_UNITS)}.",
-                             p["RADIANCE_UNITS"])
+                             "radiance_units")
         monitor.info(msg)
-        notes.append(msg)
+        notes.append(render(msg))
 
         # -- solar spectrum -------------------------------------------------------------------
-        spectrum = solar.load_irradiance(irradiance, p["IRRADIANCE"])
-        e_band = solar.band_irradiance(spectrum, wl, fwhm, p["IRRADIANCE"], monitor)
+        spectrum = solar.load_irradiance(irradiance, "irradiance")
+        e_band = solar.band_irradiance(spectrum, wl, fwhm, "irradiance", monitor)
         msg = f"Solar spectrum: {spectrum.source} ({spectrum.units_note})."
         monitor.info(msg)
-        notes.append(msg)
+        notes.append(render(msg))
 
         # -- value scale and physical plausibility (a decimated sample) --------------------------
-        scales, offsets, scale_source = band_validity.value_scale(ds, bands, scale, p["SCALE"])
+        scales, offsets, scale_source = band_validity.value_scale(ds, bands, scale, "scale")
         msg = f"Value scale: {scale_source}."
         monitor.info(msg)
-        notes.append(msg)
+        notes.append(render(msg))
         sample = band_validity.sample_bands(ds, bands, scales, offsets)
-        band_validity.radiance_ceiling_check(sample.physical, e_band, wl, p["INPUT"], factor,
+        band_validity.radiance_ceiling_check(sample.physical, e_band, wl, "input", factor,
                                              integer_hint=band_validity._integer_valued(sample.physical))
 
         # -- geometry -------------------------------------------------------------------------
-        obs = _as_dataset(observation_ds, p["OBSERVATION"])
+        obs = _as_dataset(observation_ds, "observation")
         obs_distance = None
         if obs is not None:
             if obs.RasterCount < OBS_BANDS:
                 raise InputError(f"the observation raster has {obs.RasterCount} band(s); expected the 11-band "
                                  "EMIT/AVIRIS-NG OBS layout (band 5 to-sun zenith, band 11 Earth–Sun distance).",
-                                 p["OBSERVATION"])
+                                 "observation")
             if obs.RasterXSize != ds.RasterXSize or obs.RasterYSize != ds.RasterYSize:
                 raise InputError(f"the observation raster is {obs.RasterXSize}×{obs.RasterYSize} pixels but the "
                                  f"radiance is {ds.RasterXSize}×{ds.RasterYSize}; expected the OBS file of the same "
-                                 "scene (same size).", p["OBSERVATION"])
+                                 "scene (same size).", "observation")
             if solar_zenith is None or earth_sun_distance is None:
-                obs_distance = _scan_observation(obs, p["OBSERVATION"], monitor)
+                obs_distance = _scan_observation(obs, "observation", monitor)
 
         when = None
         if solar_zenith is not None:
             solar_zenith = float(solar_zenith)
-            _check_zenith(solar_zenith, p["SOLAR_ZENITH"])
+            _check_zenith(solar_zenith, "solar_zenith")
             notes.append(f"Solar zenith {solar_zenith:g}° (given).")
             if obs is not None:
-                monitor.info("SOLAR_ZENITH given: it overrides the OBS to-sun zenith.")
+                monitor.info("«solar_zenith» given: it overrides the OBS to-sun zenith.")
         elif obs is not None:
             notes.append(f"Solar zenith per pixel from OBS band {OBS_ZENITH_BAND}.")
         else:
             when = acquisition_time(ds)
             if when is None:
-                raise InputError("the solar zenith angle is unknown: give SOLAR_ZENITH (degrees) or an OBSERVATION "
+                raise InputError("the solar zenith angle is unknown: give «solar_zenith» (degrees) or an «observation» "
                                  "raster; the radiance metadata has no acquisition time to compute it from.",
-                                 p["SOLAR_ZENITH"])
+                                 "solar_zenith")
             lonlat = centre_lonlat(ds)
             if lonlat is None:
                 raise InputError(f"the radiance raster is not georeferenced, so the solar position at its "
                                  f"acquisition time ({when:%Y-%m-%d %H:%M:%S} UTC) cannot be computed; give "
-                                 "SOLAR_ZENITH (degrees) or an OBSERVATION raster.", p["SOLAR_ZENITH"])
+                                 "«solar_zenith» (degrees) or an «observation» raster.", "solar_zenith")
             zen, az = solar.solar_position(when, lonlat[1], lonlat[0])
             solar_zenith = float(zen)
-            _check_zenith(solar_zenith, p["SOLAR_ZENITH"])
+            _check_zenith(solar_zenith, "solar_zenith")
             msg = (f"Solar zenith {solar_zenith:.4f}° (azimuth {float(az):.2f}°) from the acquisition time "
                    f"{when:%Y-%m-%d %H:%M:%S} UTC at the raster centre {lonlat[1]:.4f}°N {lonlat[0]:.4f}°E "
                    "(NOAA solar position).")
             monitor.info(msg)
-            notes.append(msg)
+            notes.append(render(msg))
 
         if earth_sun_distance is not None:
             earth_sun_distance = float(earth_sun_distance)
-            _check_distance(earth_sun_distance, p["EARTH_SUN_DISTANCE"])
+            _check_distance(earth_sun_distance, "earth_sun_distance")
             notes.append(f"Earth–Sun distance {earth_sun_distance:g} AU (given).")
         elif obs_distance is not None:
             earth_sun_distance = obs_distance
             msg = (f"Earth–Sun distance {earth_sun_distance:.6f} AU = mean of OBS band {OBS_DISTANCE_BAND} over "
                    "valid pixels (SpecTf's convention).")
             monitor.info(msg)
-            notes.append(msg)
+            notes.append(render(msg))
         else:
             when = when or acquisition_time(ds)
             if when is not None:
@@ -323,11 +319,11 @@ class ToaConverter:
                 msg = f"Earth–Sun distance {earth_sun_distance:.6f} AU from the acquisition date {when:%Y-%m-%d}."
             else:
                 earth_sun_distance = 1.0
-                msg = ("Earth–Sun distance unknown (no OBS, no EARTH_SUN_DISTANCE, no acquisition time): using 1 AU; "
+                msg = ("Earth–Sun distance unknown (no OBS, no «earth_sun_distance», no acquisition time): using 1 AU; "
                        "reflectance may be off by up to ±3.4%.")
                 monitor.warn(msg)
             monitor.info(msg)
-            notes.append(msg)
+            notes.append(render(msg))
         if when is not None and when > datetime.now(timezone.utc).replace(tzinfo=None):  # naive UTC
             monitor.warn(f"the acquisition time {when:%Y-%m-%d} in the metadata lies in the future; check it "
                          "(solar position and distance were computed from it).")
@@ -335,7 +331,6 @@ class ToaConverter:
         conv = cls(bands, wl, fwhm, bbl, e_band, earth_sun_distance, solar_zenith=solar_zenith,
                    observation_ds=obs if solar_zenith is None else None,
                    radiance_factor=factor, monitor=monitor, notes=notes)
-        conv.observation_parameter = p["OBSERVATION"]
         conv.scales_offsets = (scales, offsets)
         return conv
 
@@ -377,7 +372,7 @@ class ToaConverter:
         if peak < 1.5:
             self.monitor.warn(
                 f"the radiance peaks at {peak:.3g} µW cm⁻² nm⁻¹ sr⁻¹ in the first block, far below typical "
-                "at-sensor radiance (tens): is INPUT already reflectance, or are RADIANCE_UNITS wrong?")
+                "at-sensor radiance (tens): is «input» already reflectance, or are «radiance_units» wrong?")
 
 
 def _scan_observation(obs, parameter, monitor, block_bytes=None):
@@ -401,7 +396,7 @@ def _scan_observation(obs, parameter, monitor, block_bytes=None):
     if zenith_count == 0:
         raise InputError(f"band {OBS_ZENITH_BAND} (to-sun zenith) of the observation raster is nodata in every pixel, "
                          "so every result would be nodata; expected the OBS file of this scene (or give "
-                         "SOLAR_ZENITH instead).", parameter)
+                         "«solar_zenith» instead).", parameter)
     if count == 0:
         raise InputError(f"band {OBS_DISTANCE_BAND} (Earth–Sun distance) of the observation raster has no valid "
                          "pixels.", parameter)
@@ -429,15 +424,15 @@ def toa_reflectance(input_path, output_path, observation=None, irradiance=None, 
 
     monitor = ensure(monitor)
     config = ensure_config(config)
-    ds = _as_dataset(input_path, "INPUT")
+    ds = _as_dataset(input_path, "input")
     if ds is None:
-        raise InputError("no radiance raster given.", "INPUT")
+        raise InputError("no radiance raster given.", "input")
     outs = OutputSet(config, monitor)
-    outs.add_input("INPUT", ds)
-    outs.add_input("OBSERVATION", observation)
+    outs.add_input("input", ds)
+    outs.add_input("observation", observation)
     if isinstance(irradiance, (str, os.PathLike)):
-        outs.add_input("IRRADIANCE", str(irradiance))
-    output_path = outs.add_output("OUTPUT", output_path)
+        outs.add_input("irradiance", str(irradiance))
+    output_path = outs.add_output("output", output_path)
     conv = ToaConverter.create(ds, observation, irradiance, solar_zenith, earth_sun_distance, radiance_units, monitor,
                                scale=scale)
     grid = raster_io.Grid.of(ds)
@@ -445,7 +440,7 @@ def toa_reflectance(input_path, output_path, observation=None, irradiance=None, 
     budget = block_bytes or config.block_bytes
     valid_pixels = partial_pixels = 0
     with outs:
-        writer = outs.create("OUTPUT", grid, nb, np.float32, NODATA,
+        writer = outs.create("output", grid, nb, np.float32, NODATA,
                              tile=raster_io.tile_size_for(grid.width, nb, 4, budget))
         write_spectral_metadata(writer.ds, conv.wavelength_nm, conv.fwhm_nm, conv.bbl)
         writer.set_metadata({
@@ -476,7 +471,7 @@ def toa_reflectance(input_path, output_path, observation=None, irradiance=None, 
         writer.close()  # complete on disk, so the style's stretch can read it; committed with it below
         if valid_pixels:
             with raster_io.read_only():
-                styles.write_true_color_qml(outs.style_path("OUTPUT"), writer.path, conv.wavelength_nm)
+                styles.write_true_color_qml(outs.style_path("output"), writer.path, conv.wavelength_nm)
     return {"output": output_path, "bands": nb, "earth_sun_distance": conv.earth_sun_distance,
             "solar_zenith": conv.solar_zenith, "valid_pixels": valid_pixels, "partial_pixels": partial_pixels,
             "notes": conv.notes}

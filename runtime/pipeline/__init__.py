@@ -18,7 +18,7 @@ __all__ = ["OutputSet", "OutputError", "RasterWriter", "clean_stale_staging", "s
            "driver_for", "qml_path_for", "write_array", "write_text_atomically"]
 
 
-def write_array(path, array, like=None, grid=None, nodata=None, dtype=None, parameter="OUTPUT", config=None):
+def write_array(path, array, like=None, grid=None, nodata=None, dtype=None, parameter="output", config=None):
     """Write a whole (bands, rows, cols) array at once through an :class:`OutputSet` (small rasters,
     tests and fixtures). Returns ``path``."""
     import numpy as np

@@ -51,7 +51,7 @@ def extension(path):
     return os.path.splitext(name)[1]
 
 
-def driver_for(path, parameter="OUTPUT"):
+def driver_for(path, parameter="output"):
     """``(driver short name, creation details)`` for an output path, or :class:`InputError`."""
     ext = extension(path)
     if ext in GTIFF_EXTENSIONS:

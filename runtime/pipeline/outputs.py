@@ -3,14 +3,14 @@
 Life of a run::
 
     outs = OutputSet(config, monitor)
-    outs.add_input("INPUT", ds)                 # files of the inputs (data + side files)
-    outs.add_output("OUTPUT", path)             # refused now if it is an input, a side file of one,
-    outs.add_output("OUTPUT_PROBABILITY", p)    #   another output, a non-writable format/folder/file
+    outs.add_input("input", ds)                 # files of the inputs (data + side files)
+    outs.add_output("mask", path)               # refused now if it is an input, a side file of one,
+    outs.add_output("probability", p)           #   another output, a non-writable format/folder/file
     ...cheap checks, model loading...
     with outs:                                  # removes stale temporaries of killed runs, stages
-        w = outs.create("OUTPUT", grid, 1, np.uint8, 255)
+        w = outs.create("mask", grid, 1, np.uint8, 255)
         ...stream windows into w...
-        styles.write_class_qml(outs.style_path("OUTPUT"), entries)
+        styles.write_class_qml(outs.style_path("mask"), entries)
     # leaving the block without an exception: every raster is closed and checked, then every file
     # (data, header, .aux.xml, .qml) of every output is moved into place; otherwise nothing is.
 
@@ -32,6 +32,7 @@ import uuid
 
 import numpy as np
 
+from ..errors import ref
 from ..monitor import ensure
 from . import formats
 from .staging import STAGING_PREFIX, _remove, clean_stale_staging, write_owner
@@ -55,7 +56,7 @@ def _keys(path):
 
 
 class Output:
-    """One declared output: Processing ``parameter``, destination ``path``, ``driver``, staging paths."""
+    """One declared output: ``parameter`` (runtime argument), destination ``path``, ``driver``, staging paths."""
 
     def __init__(self, parameter, path, driver):
         self.parameter = parameter
@@ -149,7 +150,7 @@ class OutputSet:
             if mine & theirs:
                 same = _keys(path) & _keys(other.path)
                 detail = "the same file as" if same else "files (side file or style) that clash with"
-                raise OutputError(f"{path} is {detail} {other.parameter} ({other.path}); give each output its "
+                raise OutputError(f"{path} is {detail} {ref(other.parameter)} ({other.path}); give each output its "
                                   "own file name.", parameter)
         for f in out.files + [out.qml]:
             if os.path.lexists(f):
@@ -170,10 +171,10 @@ class OutputSet:
                 if hit:
                     other, other_path, what = hit
                     if f == out.path and what == "the file":
-                        raise OutputError(f"{out.path} is the input file of {other}; writing it would destroy the "
+                        raise OutputError(f"{out.path} is the input file of {ref(other)}; writing it would destroy the "
                                           "input. Choose another output file name.", out.parameter)
                     raise OutputError(f"writing {os.path.basename(out.path)} would overwrite {other_path}, {what} "
-                                      f"of the input {other}; choose another output file name.", out.parameter)
+                                      f"of the input {ref(other)}; choose another output file name.", out.parameter)
 
     def path(self, parameter):
         return self.outputs[parameter].path
