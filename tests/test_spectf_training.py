@@ -117,6 +117,49 @@ def test_onnx_matches_pytorch(model, exported, samples, which):
     np.testing.assert_allclose(att.sum(axis=1), 1.0, atol=1e-4)
 
 
+@pytest.mark.parametrize("form", ["fused", "explicit"])
+def test_probability_variant_matches_pytorch(model, exported, samples, form, tmp_path):
+    """The cloud mask's probability-only graph (fused MultiHeadAttention by default, or the pruned
+    explicit graph) matches the float32 PyTorch reference, also with another band count."""
+    from spectral_transformers.training.spectf_export import PROBABILITY_ATTENTION, write_probability_variant
+
+    card = json.loads(exported.with_suffix(".json").read_text())
+    built = exported.parent / card["variants"]["probability_only"]
+    assert json.loads(built.with_suffix(".json").read_text())["attention_form"] == PROBABILITY_ATTENTION
+    target = write_probability_variant(exported, card, model, form, target=tmp_path / f"{form}.onnx")
+    ops = {n.op_type for n in onnx.load(str(target)).graph.node}
+    assert ("MultiHeadAttention" in ops) == (form == "fused") and "Softmax" in ops
+    clear, cloudy, wl = samples
+    idx = np.sort(np.random.default_rng(2).choice(wl.size, 180, replace=False))
+    session = load_session(target, device="cpu", threads=1)
+    assert set(session.outputs) == {"probability", "logits"}
+    for spectra, bands in ((np.concatenate([clear, cloudy]), slice(None)), (cloudy[:, idx], idx)):
+        for chunk in (1, 7, len(spectra)):  # batch shapes the runtime uses
+            prob = np.concatenate([session.run(["probability"], {"spectra": spectra[i:i + chunk], "wavelengths": wl[bands]})[0]
+                                   for i in range(0, len(spectra), chunk)])
+            np.testing.assert_allclose(prob, reference(model, spectra, wl[bands])[0], atol=1e-4)
+
+
+def test_unloadable_probability_variant_falls_back_to_full_model(model, exported, samples, tmp_path):
+    """An ONNX Runtime that cannot load the variant (e.g. without its fused contrib op) still runs the
+    cloud mask, on the full graph, with the same probabilities."""
+    import shutil
+
+    from spectral_transformers.runtime.models.spectf import SpectfModel
+
+    card = json.loads(exported.with_suffix(".json").read_text())
+    path = tmp_path / exported.name
+    shutil.copy(exported, path)
+    shutil.copy(exported.with_suffix(".json"), path.with_suffix(".json"))
+    variant = tmp_path / card["variants"]["probability_only"]
+    variant.parent.mkdir(parents=True)
+    variant.write_bytes(b"not an onnx model")
+    loaded = SpectfModel(str(path), device="cpu", threads=1)
+    assert loaded.probability_session() is loaded.session
+    clear, cloudy, wl = samples
+    np.testing.assert_allclose(loaded.predict(cloudy, wl)[0], reference(model, cloudy, wl)[0], atol=1e-4)
+
+
 def test_onnx_dynamic_band_count(model, exported, samples):
     clear, cloudy, wl = samples
     idx = np.sort(np.random.default_rng(1).choice(wl.size, 200, replace=False))

@@ -186,3 +186,43 @@ class SpecTfOnnx(nn.Module):
         logits = self.head(pooled)
         probability = torch.softmax(logits, dim=-1)[:, 1]
         return probability, logits, attention
+
+
+class _FusedSelfAttention(torch.autograd.Function):
+    """Multi-head scaled-dot-product attention that exports as one ONNX Runtime contrib node
+    ``com.microsoft::MultiHeadAttention`` (q, k, v (N, S, 64) → (N, S, 64)); the 1/sqrt(head_dim)
+    scale is already folded into q, hence ``scale = 1``. The PyTorch forward is the same arithmetic,
+    so the module stays a reference for its own export."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, heads):  # noqa: D102 (torch.autograd.Function protocol)
+        n, s, d = q.shape
+        hd = d // heads
+
+        def split(t):
+            return t.reshape(n, s, heads, hd).transpose(1, 2)
+
+        p = torch.softmax(torch.matmul(split(q), split(k).transpose(-1, -2)), dim=-1)
+        return torch.matmul(p, split(v)).transpose(1, 2).reshape(n, s, d)
+
+    @staticmethod
+    def symbolic(g, q, k, v, heads):  # noqa: D102
+        out = g.op("com.microsoft::MultiHeadAttention", q, k, v, num_heads_i=int(heads), scale_f=1.0)
+        out.setType(q.type())
+        return out
+
+
+class SpecTfOnnxFused(SpecTfOnnx):
+    """Probability-only export form of :class:`SpecTfOnnx`: ``forward(spectra, wavelengths)`` →
+    ``probability`` (N,), ``logits`` (N, 2), with the attention as one fused ONNX Runtime
+    ``MultiHeadAttention`` node (CPU and CUDA kernels; no (N, 8, S, S) tensor between nodes).
+    There is no ``attention`` output: the cloud mask's pruned variant is built from it."""
+
+    def forward(self, spectra, wavelengths):
+        d = self.w_refl.shape[0]
+        wave = wavelengths.unsqueeze(1) * self.w_wave + self.b_embed                    # (S, 64)
+        x = self.norm1(torch.tanh(spectra.unsqueeze(2) * self.w_refl + wave))           # (N, S, 64)
+        o = _FusedSelfAttention.apply(self.q(x), self.k(x), self.v(x), self.heads)     # (N, S, 64)
+        x = self.ff(self.norm2(self.out_proj(o)))
+        logits = self.head(x.max(dim=1).values)
+        return torch.softmax(logits, dim=-1)[:, 1], logits

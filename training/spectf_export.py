@@ -17,12 +17,18 @@ from pathlib import Path
 import numpy as np
 
 from .spectf import (DROP_RANGES_NM, WAVELENGTH_OFFSET_NM, WAVELENGTH_SCALE_NM, SpecTfOnnx,
-                     keep_bands, load_weights)
+                     SpecTfOnnxFused, keep_bands, load_weights)
 
 OPSET = 17
 VARIANT_DIR = "variants"
 INPUTS = ("spectra", "wavelengths")
 OUTPUTS = ("probability", "logits", "attention")
+#: Attention formulation of the probability-only variant the cloud mask runs: ``"fused"`` (one
+#: ONNX Runtime ``com.microsoft::MultiHeadAttention`` node) or ``"explicit"`` (the full graph pruned:
+#: MatMul/Softmax/MatMul). Chosen by ``bench/spectf_speed.py``'s lever table; both match the float32
+#: reference within 1e-4 in probability (tests/test_spectf_training.py).
+PROBABILITY_ATTENTION = "fused"
+ATTENTION_FORMS = ("fused", "explicit")
 THRESHOLDS = {"0.1.0": 0.51, "0.0.1": 0.52}
 PUBLISHED_F1 = {"0.1.0": {"labelbox": 0.912, "mmgis": 0.996, "mmgis_2": 0.943, "all": 0.948}}
 SOURCE = {
@@ -111,51 +117,72 @@ def save_with_card(model_proto, path, card):
     return path
 
 
-def export_module(model, path, card, opset=OPSET, example_bands=268):
-    """Export a loaded one-layer :class:`~.spectf.SpecTf` to ONNX at ``path`` with ``card``."""
+def _export(wrapper, outputs, example_bands=268, opset=OPSET, custom_opsets=None):
+    """torch.onnx.export of ``wrapper(spectra, wavelengths)`` with dynamic N and S; returns the proto."""
     import onnx
     import torch
 
-    wrapper = SpecTfOnnx(model).eval()
     spectra = torch.rand(3, example_bands)
     wavelengths = torch.linspace(410.0, 2450.0, example_bands)
+    axes = {"spectra": {0: "N", 1: "S"}, "wavelengths": {0: "S"}, "probability": {0: "N"},
+            "logits": {0: "N"}, "attention": {0: "N", 1: "S"}}
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         raw = os.path.join(tmp, "spectf.onnx")
         torch.onnx.export(
-            wrapper, (spectra, wavelengths), raw, dynamo=False, opset_version=opset,
-            input_names=list(INPUTS), output_names=list(OUTPUTS), do_constant_folding=True,
-            dynamic_axes={"spectra": {0: "N", 1: "S"}, "wavelengths": {0: "S"}, "probability": {0: "N"},
-                          "logits": {0: "N"}, "attention": {0: "N", 1: "S"}})
-        proto = onnx.load(raw)
+            wrapper.eval(), (spectra, wavelengths), raw, dynamo=False, opset_version=opset,
+            input_names=list(INPUTS), output_names=list(outputs), do_constant_folding=True,
+            custom_opsets=custom_opsets or {}, dynamic_axes={k: v for k, v in axes.items() if k in INPUTS + tuple(outputs)})
+        return onnx.load(raw)
+
+
+def export_module(model, path, card, opset=OPSET, example_bands=268, probability_attention=None):
+    """Export a loaded one-layer :class:`~.spectf.SpecTf` to ONNX at ``path`` with ``card``, plus
+    its probability-only variant (``probability_attention``: one of :data:`ATTENTION_FORMS`, default
+    :data:`PROBABILITY_ATTENTION`)."""
+    import onnx
+
+    proto = _export(SpecTfOnnx(model), OUTPUTS, example_bands, opset)
     proto.producer_name = "spectral_transformers.training"
     proto.doc_string = f"{card.get('name', 'SpecTf')} (exported from PyTorch weights)"
     onnx.checker.check_model(proto)
     card = dict(card, variants={"probability_only": f"{VARIANT_DIR}/{Path(path).stem}.probability.onnx"})
     save_with_card(proto, path, card)
-    write_probability_variant(path, card)
+    write_probability_variant(path, card, model, probability_attention or PROBABILITY_ATTENTION)
     return Path(path)
 
 
-def write_probability_variant(path, card):
-    """Write the graph pruned to ``probability`` + ``logits`` beside ``path`` (card key
-    ``variants.probability_only``, relative to the model file).
+def write_probability_variant(path, card, model=None, attention="explicit", target=None):
+    """Write the probability-only graph (outputs ``probability`` + ``logits``) to ``target``
+    (default: beside ``path`` at the card's ``variants.probability_only``, relative to the model file).
 
     ONNX Runtime executes every node of a graph whatever outputs are requested, so the cloud mask,
     which needs no attention, runs this variant: it skips the reduction over the (N, 8, S, S) attention
-    probabilities and lets ONNX Runtime fuse the attention (≈ 1.5–2× faster on CPU)."""
+    probabilities (≈ 1.5–2× faster on CPU). ``attention="explicit"`` prunes the model at ``path``;
+    ``"fused"`` exports ``model`` (a :class:`~.spectf.SpecTf`) as :class:`~.spectf.SpecTfOnnxFused`,
+    one ``com.microsoft::MultiHeadAttention`` node (ONNX Runtime CPU/CUDA kernel)."""
     import onnx
     from onnx import utils
 
+    if attention not in ATTENTION_FORMS:
+        raise ValueError(f"attention must be one of {ATTENTION_FORMS}, not {attention!r}")
     path = Path(path)
-    target = path.parent / card["variants"]["probability_only"]
+    target = Path(target) if target is not None else path.parent / card["variants"]["probability_only"]
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        pruned = os.path.join(tmp, "pruned.onnx")
-        utils.extract_model(str(path), pruned, list(INPUTS), ["probability", "logits"])
-        proto = onnx.load(pruned)
+    if attention == "fused":
+        if model is None:
+            raise ValueError("the fused probability variant is exported from the PyTorch model: pass model")
+        proto = _export(SpecTfOnnxFused(model), ("probability", "logits"),
+                        custom_opsets={"com.microsoft": 1})
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            pruned = os.path.join(tmp, "pruned.onnx")
+            utils.extract_model(str(path), pruned, list(INPUTS), ["probability", "logits"])
+            proto = onnx.load(pruned)
+    onnx.checker.check_model(proto)
     variant_card = {k: v for k, v in card.items() if k != "variants"}
     variant_card["variant_of"] = card.get("id")
+    variant_card["attention_form"] = attention
     proto.producer_name = "spectral_transformers.training"
     return save_with_card(proto, target, variant_card)
 

@@ -195,8 +195,8 @@ class SpectfModel(OnnxModel):
         return path if os.path.isfile(path) else None
 
     def probability_session(self):
-        """Session for probability-only inference: the card's pruned ``variants.probability_only`` graph
-        when it exists beside the model (no attention reduction; ≈ 1.5–2× faster), else the model."""
+        """Session for probability-only inference: the card's ``variants.probability_only`` graph when it
+        exists beside the model and loads (no attention output; fused attention), else the model."""
         if self._probability_session is None:
             self._probability_session = self.session
             variants = self.card.get("variants")
@@ -204,8 +204,11 @@ class SpectfModel(OnnxModel):
             if isinstance(rel, str) and rel and not os.path.isabs(rel) and ".." not in rel.replace("\\", "/").split("/"):
                 path = os.path.join(os.path.dirname(self.path), rel)
                 if os.path.isfile(path):
-                    self._probability_session = onnx_backend.load_session(
-                        path, self.session.device, self._threads, self.parameter, config=self._config)
+                    try:
+                        self._probability_session = onnx_backend.load_session(
+                            path, self.session.device, self._threads, self.parameter, config=self._config)
+                    except ModelError:
+                        pass  # e.g. an ONNX Runtime without the variant's fused contrib op: the full model is exact
         return self._probability_session
 
     def _workers(self):
