@@ -9,8 +9,9 @@ def algorithm_classes():
     from .list_models import ListModelsAlgorithm
     from .orthorectify import OrthorectifyAlgorithm
     from .segment import SegmentAlgorithm
+    from .submit_batch import SubmitBatchAlgorithm
     from .toa_reflectance import ToaReflectanceAlgorithm
 
     classes = [ToaReflectanceAlgorithm, CloudMaskAlgorithm, AttentionMapsAlgorithm, SegmentAlgorithm, ListModelsAlgorithm,
-               OrthorectifyAlgorithm, InstallModelAlgorithm, InstallDependenciesAlgorithm]
+               OrthorectifyAlgorithm, InstallModelAlgorithm, InstallDependenciesAlgorithm, SubmitBatchAlgorithm]
     return classes

@@ -26,6 +26,7 @@ from qgis.core import (
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
+    QgsProcessingParameterFolderDestination,
     QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
@@ -60,6 +61,7 @@ GROUPS = {
     "segmentation": "Segmentation",
     "explainability": "Explainability",
     "models": "Models",
+    "batch": "Batch processing",
 }
 
 
@@ -157,6 +159,9 @@ def definition_for(param):
     elif kind == "output_file":
         d = QgsProcessingParameterFileDestination(name, label, param.file_filter, optional=opt,
                                                   createByDefault=param.create_by_default)
+    elif kind == "output_folder":
+        d = QgsProcessingParameterFolderDestination(name, label, optional=opt,
+                                                    createByDefault=param.create_by_default)
     else:
         raise ValueError(f"unknown parameter kind {kind!r} for {name}")
     if param.advanced:
@@ -473,7 +478,7 @@ class SpectralAlgorithm(QgsProcessingAlgorithm):
             if blank and param.optional:
                 return None
             return self.parameterAsOutputLayer(parameters, name, context) or None
-        if param.kind == "output_file":
+        if param.kind in ("output_file", "output_folder"):
             return self.parameterAsFileOutput(parameters, name, context) or None
         return value
 

@@ -15,10 +15,8 @@ import os
 import sys
 import time
 
-from ..runtime.config import cpu_cores
 from . import cluster, manifest, tasks
-from .runner import run_batch, validate
-from .scenes import parse_assignments, read_scenes
+from .session import run_campaign
 from .tasks import UsageError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -77,15 +75,6 @@ def _say(text):
     print(text, file=sys.stderr, flush=True)
 
 
-def _dashboard(client):
-    try:
-        import bokeh  # noqa: F401 - Dask serves its dashboard only with bokeh installed
-    except ImportError:
-        return "not available (install bokeh>=3.1 to get one)"
-    link = client.dashboard_link
-    return link or "not available"
-
-
 def cmd_params(args):
     task = tasks.get_task(args.algorithm)
     print(f"{task.name}: {task.display}")
@@ -106,53 +95,13 @@ def cmd_params(args):
 
 
 def cmd_run(args):
-    task = tasks.get_task(args.algorithm)
-    overrides = parse_assignments(args.assignments)
-    if args.workers is not None and args.workers < 1:
-        raise UsageError(f"--workers: {args.workers} is not a number of workers; expected 1 or more.")
-    if args.retries is not None and args.retries < 0:
-        raise UsageError(f"--retries: {args.retries} is negative; expected 0 or more.")
-    if args.scheduler and args.workers is not None:
-        raise UsageError("--workers applies to the local cluster; an existing cluster (--scheduler) has its own workers.")
-    scenes = read_scenes(args.inputs, task, overrides, args.output_dir)
-    validate(task, scenes, set(overrides))  # a bad NAME=VALUE stops here, before a cluster starts
-    output_dir = os.path.abspath(args.output_dir)
-    try:
-        os.makedirs(output_dir, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"--output-dir: cannot create {output_dir}: {exc.strerror}") from None
-
-    local = not args.scheduler
-    retries = args.retries if args.retries is not None else (2 if local else None)
-    if local:
-        workers = args.workers or cpu_cores()
-        threads = cluster.local_threads(workers)
-        _say(f"Starting a local Dask cluster: {workers} worker(s) x 1 thread on 127.0.0.1, "
-             f"{threads} ONNX Runtime thread(s) per worker.")
-        dask_cluster = cluster.local_cluster(workers, args.dashboard_address, retries)
-        from distributed import Client
-
-        client = Client(dask_cluster)
-        threads_by_worker = None
-    else:
-        dask_cluster = None
-        client = cluster.connect(args.scheduler)
-        if args.retries is not None:
-            cluster.set_allowed_failures(client, args.retries)
-        threads, threads_by_worker = None, cluster.remote_threads(client)
-        n = len(threads_by_worker)
-        _say(f"Connected to {args.scheduler}: {n} worker(s)" + ("" if n else " (none yet: scenes wait for workers)") + ".")
-    try:
-        _say(f"Dashboard: {_dashboard(client)}")
-        _say(f"{len(scenes)} scene(s) of {task.name} → {output_dir}")
-        summary = run_batch(task, scenes, output_dir, client, threads=threads, threads_by_worker=threads_by_worker,
-                            retries=retries, global_names=set(overrides), force=args.force, local=local)
-    finally:
-        client.close()
-        if dask_cluster is not None:
-            dask_cluster.close()
+    summary, timing, output_dir = run_campaign(
+        args.algorithm, args.inputs, args.output_dir, args.assignments, workers=args.workers,
+        scheduler=args.scheduler, retries=args.retries, force=args.force, dashboard_address=args.dashboard_address,
+        say=_say)
     _say(f"{summary.total} scene(s): {summary.done} done, {summary.failed} failed, {summary.skipped} skipped in "
          f"{summary.seconds:.1f} s; manifest: {manifest.path_in(output_dir)}")
+    _say(timing.line())
     return summary.exit_status
 
 

@@ -2,7 +2,7 @@
 
 - :func:`local_cluster`: ``workers`` worker processes on this machine, one Dask thread each,
   listening on 127.0.0.1 only; ONNX Runtime gets cores / workers threads per worker
-  (:func:`local_threads`).
+  (:func:`local_threads`), OpenMP/BLAS one (:data:`WORKER_THREAD_LIMITS`).
 - :func:`connect`: a client of an existing scheduler (``tcp://host:port``): a ``dask scheduler`` +
   ``dask worker`` cluster, a dask-jobqueue cluster, Kubernetes... Workers there need this plugin
   importable (``spectral_transformers`` on their ``PYTHONPATH``), NumPy, GDAL's Python bindings and
@@ -35,9 +35,74 @@ def _quiet_dask_logs():
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+#: Thread pools of the numeric libraries in a worker process: one thread each. A worker's parallelism
+#: is its ONNX Runtime threads (passed in the runtime config); OpenMP/BLAS pools sized for the whole
+#: machine in every worker would oversubscribe the cores. Set through Dask's config for the worker
+#: processes it spawns (they must be in place before NumPy loads), never in this process.
+WORKER_THREAD_LIMITS = {"OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "OPENBLAS_NUM_THREADS": 1,
+                        "NUMEXPR_NUM_THREADS": 1, "GDAL_NUM_THREADS": 1}
+
+
+def worker_environ():
+    """Environment Dask gives each local worker process before it starts: its configured
+    ``distributed.nanny.pre-spawn-environ`` with :data:`WORKER_THREAD_LIMITS` on top."""
+    import dask
+
+    environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {})
+    environ.update(WORKER_THREAD_LIMITS)
+    return environ
+
+
 def local_threads(workers):
     """ONNX Runtime threads per worker of a local cluster: cores / workers (at least 1)."""
     return max(1, cpu_cores() // max(1, int(workers)))
+
+
+def _is_python(path):
+    name = os.path.basename(path or "").lower()
+    return bool(path) and os.path.isfile(path) and name.startswith("python") and "config" not in name
+
+
+def worker_python():
+    """The Python interpreter local worker processes start: this process's, or, inside QGIS (whose
+    ``sys.executable`` is the QGIS program, or whatever ``python`` is first on the PATH), the Python
+    of the same installation and version (workers get this process's ``sys.path``, so the stdlib
+    and compiled modules must match)."""
+    prefixes = {os.path.realpath(p) for p in (sys.exec_prefix, sys.base_exec_prefix) if p}
+    if _is_python(sys.executable) and any(os.path.realpath(sys.executable).startswith(p + os.sep) for p in prefixes):
+        return sys.executable
+    major, minor = sys.version_info[:2]
+    names = [f"python{major}.{minor}", f"python{major}", "python"]
+    folders = [os.path.join(sys.exec_prefix, "bin"), sys.exec_prefix, os.path.join(sys.base_exec_prefix, "bin"),
+               sys.base_exec_prefix]
+    for folder in folders:
+        for name in names:
+            for suffix in ("", ".exe"):
+                path = os.path.join(folder, name + suffix)
+                if _is_python(path) and os.access(path, os.X_OK):
+                    return path
+    import shutil
+
+    for name in names[:2]:
+        path = shutil.which(name)
+        if path and any(os.path.realpath(path).startswith(p + os.sep) for p in prefixes):
+            return path
+    from ..runtime.errors import DependencyError
+
+    raise DependencyError(f"cannot find the Python {major}.{minor} interpreter of this installation "
+                          f"({sys.executable}) to start local Dask workers; give the address of a running "
+                          "Dask scheduler instead.")
+
+
+def use_python_for_workers():
+    """Make local workers start with :func:`worker_python` (multiprocessing's spawn executable: only
+    changed where ``sys.executable`` is not a Python interpreter, e.g. inside QGIS)."""
+    python = worker_python()
+    if python != sys.executable:
+        import multiprocessing
+
+        multiprocessing.set_executable(python)
+    return python
 
 
 def local_cluster(workers, dashboard_address=DASHBOARD, retries=None, memory_limit="auto"):
@@ -47,7 +112,7 @@ def local_cluster(workers, dashboard_address=DASHBOARD, retries=None, memory_lim
     from distributed import LocalCluster
 
     _quiet_dask_logs()
-    config = {}
+    config = {"distributed.nanny.pre-spawn-environ": worker_environ()}
     if retries is not None:
         config["distributed.scheduler.allowed-failures"] = int(retries)
     with dask.config.set(config):
@@ -124,8 +189,7 @@ def slurm_cluster(cores, memory, workers_per_job=None, walltime="01:00:00", queu
     prologue = [
         f"export PYTHONPATH={PLUGIN_PARENT}${{PYTHONPATH:+:$PYTHONPATH}}",
         f"export SPECTRALTF_THREADS={threads}",
-        "export OMP_NUM_THREADS=1",
-    ]
+    ] + [f"export {name}={value}" for name, value in WORKER_THREAD_LIMITS.items()]
     scheduler_options = {"dashboard_address": dashboard_address}
     if host:
         scheduler_options["host"] = host

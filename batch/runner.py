@@ -7,10 +7,12 @@ scheduler (``allowed-failures``); when it runs out of tries it is recorded as fa
 """
 import os
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 
+from ..runtime.errors import Cancelled
 from . import manifest, tasks
 from .tasks import UsageError
 from .worker import run_scene
@@ -150,6 +152,44 @@ def _retries_of(client, key):
         return None
 
 
+#: What a cancelled batch says (finished scenes keep their outputs).
+CANCELLED = ("Cancelled by the user; the scenes that had finished are complete and in the manifest (a rerun "
+             "skips them), the others were not written.")
+
+
+class _Canceller:
+    """Polls ``cancelled()`` from a thread while the client waits for scenes; when it turns True the
+    scenes still queued or running are cancelled (the wait then ends at once)."""
+
+    def __init__(self, client, futures, cancelled, every=0.2):
+        self.fired = False
+        self._done = threading.Event()
+
+        def watch():
+            while not self._done.wait(every):
+                if cancelled():
+                    self.fired = True
+                    client.cancel(futures)
+                    return
+
+        self._thread = threading.Thread(target=watch, name="spectraltf-batch-cancel", daemon=True)
+        self._thread.start()
+
+    def close(self):
+        self._done.set()
+        self._thread.join()
+
+
+def _clean_on_workers(client, folders):
+    """Every worker removes the temporaries that killed workers *of its own host* left in
+    ``folders`` (a staging folder's owner pid can only be checked on its host; see
+    :mod:`..runtime.pipeline.staging`). Hosts without a worker left keep theirs until they are old."""
+    try:
+        client.run(tasks.clean_partials_in, folders)
+    except Exception:  # noqa: BLE001 - housekeeping; the next run in the folder cleans up too
+        pass
+
+
 def _killed_message(exc, retries):
     tries = (f"{retries + 1} time{'s' if retries else ''}" if retries is not None else "too many times")
     return (f"the worker running this scene died {tries} (killed, or over its memory limit); gave up "
@@ -157,11 +197,17 @@ def _killed_message(exc, retries):
 
 
 def run_batch(task, scenes, output_dir, client, threads=None, threads_by_worker=None, retries=None,
-              global_names=(), force=False, stream=None, tty=None, local=True):
+              global_names=(), force=False, stream=None, tty=None, local=True, progress=None, cancelled=None,
+              base_config=None):
     """Run ``scenes`` of ``task`` on ``client``'s cluster, writing into ``output_dir`` and appending
     to its manifest. ``threads``: ONNX Runtime threads per scene (local cluster); ``threads_by_worker``:
-    per-worker defaults (existing cluster). ``local``: the workers share this machine's file system
-    view (stale temporaries of killed workers are then removed at the end). Returns a :class:`Summary`."""
+    per-worker defaults (existing cluster). ``local``: the workers run on this machine (temporaries
+    of killed workers are removed here at the end; on an existing cluster each worker removes those
+    of its own host). ``progress``: where scenes are reported (default: a :class:`Progress` on
+    ``stream``; a sink with ``begin(total)`` is told the number of scenes first); ``cancelled()``: polled while scenes run, True cancels the rest and raises
+    :class:`~..runtime.errors.Cancelled` (what has finished is in the manifest); ``base_config``: runtime
+    settings for every scene (:func:`.tasks.config_fields`; None: each worker's environment).
+    Returns a :class:`Summary`."""
     from distributed import as_completed
 
     os.makedirs(output_dir, exist_ok=True)
@@ -169,7 +215,10 @@ def run_batch(task, scenes, output_dir, client, threads=None, threads_by_worker=
     bad = validate(task, scenes, global_names)
     todo, skipped = plan(task, scenes, output_dir, force)
     summary = Summary()
-    progress = Progress(len(scenes), stream, tty)
+    if progress is None:
+        progress = Progress(len(scenes), stream, tty)
+    elif hasattr(progress, "begin"):
+        progress.begin(len(scenes))
     token = uuid.uuid4().hex[:8]
     with manifest.Writer(manifest.path_in(output_dir)) as writer:
         def record(rec):
@@ -188,15 +237,18 @@ def run_batch(task, scenes, output_dir, client, threads=None, threads_by_worker=
                 continue
             job = {"algorithm": task.name, "name": scene.name, "parameters": scene.raw, "outputs": scene.outputs,
                    "fingerprint": scene.fingerprint, "threads": threads,
-                   "threads_by_worker": threads_by_worker or {}}
+                   "threads_by_worker": threads_by_worker or {}, "config": base_config}
             key = f"spectraltf-{task.name}-{scene.name}-{token}"
             fut = client.submit(run_scene, job, key=key, pure=False, retries=0)
             futures.append(fut)
             by_key[key] = scene
         if futures:
             progress.draw()
+        stop = _Canceller(client, futures, cancelled) if cancelled and futures else None
         try:
             for fut in as_completed(futures):
+                if fut.status == "cancelled":  # stopped by the user: not a result, not recorded
+                    continue
                 scene = by_key[fut.key]
                 resubmitted = _retries_of(client, fut.key)
                 if fut.status == "finished":
@@ -210,14 +262,20 @@ def run_batch(task, scenes, output_dir, client, threads=None, threads_by_worker=
                 rec["resubmitted"] = resubmitted
                 fut.release()
                 record(rec)
-        except KeyboardInterrupt:
+            if stop is not None and stop.fired:
+                raise Cancelled(CANCELLED)
+        except (KeyboardInterrupt, Cancelled):
             client.cancel(futures)
             progress.close()
             raise
         finally:
+            if stop is not None:
+                stop.close()
+            folders = sorted({os.path.dirname(p) for s in todo for p in s.outputs.values()})
             if local:
-                for folder in sorted({os.path.dirname(p) for s in todo for p in s.outputs.values()}):
-                    tasks.clean_partials(folder)
+                tasks.clean_partials_in(folders)
+            elif folders:
+                _clean_on_workers(client, folders)
     progress.close()
     summary.seconds = time.perf_counter() - started
     return summary

@@ -77,11 +77,27 @@ def message(task, exc, raw=None):
     return " ".join(text.split())  # one line
 
 
-def config(threads=None, default_threads=None):
-    """The runtime config of one scene: environment-seeded defaults; ``threads`` (ONNX Runtime
-    intra-op threads) wins over them, ``default_threads`` applies only where the environment
-    (``SPECTRALTF_THREADS`` on that worker) sets nothing."""
-    cfg = RuntimeConfig.from_environment(threads=threads)
+#: Runtime settings a batch passes to every scene (threads are the cluster's: cores / workers).
+CONFIG_FIELDS = ("model_dirs", "device", "block_mb", "compression")
+
+
+def config_fields(cfg):
+    """The :data:`CONFIG_FIELDS` of a :class:`RuntimeConfig` as a plain dict (None for None)."""
+    if cfg is None:
+        return None
+    return {"model_dirs": list(cfg.model_dirs), "device": cfg.device, "block_mb": cfg.block_mb,
+            "compression": cfg.compression}
+
+
+def config(threads=None, default_threads=None, base=None):
+    """The runtime config of one scene: environment-seeded defaults, ``base`` (:func:`config_fields`
+    of the submitting side) over them; ``threads`` (ONNX Runtime intra-op threads) wins,
+    ``default_threads`` applies only where the environment (``SPECTRALTF_THREADS`` on that worker)
+    sets nothing."""
+    fields = {k: v for k, v in (base or {}).items() if k in CONFIG_FIELDS}
+    if "model_dirs" in fields:
+        fields["model_dirs"] = tuple(fields["model_dirs"] or ())
+    cfg = RuntimeConfig.from_environment(threads=threads, **fields)
     if threads is None and default_threads and ENV_THREADS not in cfg.sources:
         cfg = cfg.with_overrides(threads=default_threads)
     return cfg
@@ -92,8 +108,14 @@ def run(task, kwargs, cfg, monitor):
     return task.run(cfg, monitor, **kwargs)
 
 
+def clean_partials_in(folders):
+    """:func:`clean_partials` for each of ``folders``; returns every path removed."""
+    return [path for folder in folders for path in clean_partials(folder)]
+
+
 def clean_partials(folder):
-    """Remove temporaries that killed runs left in ``folder`` (only those whose process is gone)."""
+    """Remove temporaries that killed runs left in ``folder``: those of dead processes of this host,
+    other hosts' only when old (:func:`..runtime.pipeline.staging.clean_stale_staging`)."""
     if not os.path.isdir(folder):
         return []
     try:

@@ -40,7 +40,8 @@ def _worker_address():
 def run_scene(job):
     """Run one scene. ``job``: ``algorithm``, ``name``, ``parameters`` (raw values), ``outputs``,
     ``fingerprint``, ``threads`` (ONNX Runtime threads: they win) or ``threads_by_worker`` (worker address
-→ threads: a default the worker's ``SPECTRALTF_THREADS`` overrides). Returns the manifest record.
+→ threads: a default the worker's ``SPECTRALTF_THREADS`` overrides), ``config`` (runtime settings that
+win over the worker's environment, or None). Returns the manifest record.
 (Temporaries of an attempt killed before this one are removed by the runtime's output set.)"""
     started, cpu_started = time.perf_counter(), time.process_time()
     task = tasks.get_task(job["algorithm"])
@@ -50,7 +51,8 @@ def run_scene(job):
               "worker": _worker_address(), "pid": os.getpid()}
     try:
         kwargs = tasks.parse(task, job["parameters"])
-        cfg = tasks.config(job.get("threads"), job.get("threads_by_worker", {}).get(record["worker"]))
+        cfg = tasks.config(job.get("threads"), job.get("threads_by_worker", {}).get(record["worker"]),
+                           job.get("config"))
         result = tasks.run(task, kwargs, cfg, monitor) or {}
     except Exception as exc:  # noqa: BLE001 - every failure becomes the scene's one-line message
         record["error"] = tasks.message(task, exc, job["parameters"])
@@ -83,3 +85,10 @@ def onnx_threads():
 
     return sorted({s.session.get_session_options().intra_op_num_threads
                    for s in list(onnx_backend._sessions.values())})  # noqa: SLF001
+
+
+def thread_limits():
+    """The numeric libraries' thread settings this worker process started with (tests)."""
+    from .cluster import WORKER_THREAD_LIMITS
+
+    return {name: os.environ.get(name) for name in WORKER_THREAD_LIMITS}

@@ -24,9 +24,9 @@ from .models.onnx_backend import DEVICES
 from .physics.toa import EARTH_SUN_DISTANCE_RANGE_AU, RADIANCE_UNITS, SOLAR_ZENITH_RANGE_DEG
 
 #: Parameter kinds. Inputs: raster, rasters, file, number, integer, enum, bool, string, model.
-#: Destinations: output_raster, output_file. Results (Task.outputs): number, string.
+#: Destinations: output_raster, output_file, output_folder. Results (Task.outputs): number, string.
 INPUT_KINDS = ("raster", "rasters", "file", "number", "integer", "enum", "bool", "string", "model")
-DESTINATION_KINDS = ("output_raster", "output_file")
+DESTINATION_KINDS = ("output_raster", "output_file", "output_folder")
 
 #: Input types of the SpecTf tasks (auto decides from the value range).
 INPUT_TYPES = ("auto", "radiance", "reflectance")
@@ -627,9 +627,66 @@ INSTALL_MODEL = Task(
           "is installed.",
 )
 
+#: Algorithms a batch runs (those writing rasters), by name.
+BATCH_ALGORITHMS = tuple(t.name for t in (TOA, CLOUDMASK, SEGMENT, ATTENTION, ORTHORECTIFY))
+
+SUBMIT_BATCH = Task(
+    "submitbatch", "Submit batch to a Dask scheduler", "batch",
+    params=(
+        Param("ALGORITHM", "Algorithm to run on every scene", "enum", options=BATCH_ALGORITHMS, default="cloudmask",
+              help="the Spectral Transformers algorithm each scene runs, with the same parameters and checks as "
+                   "when it is run alone."),
+        Param("INPUTS", "Scene list (CSV)", "file", file_filter="CSV files (*.csv);;All files (*)",
+              help="a header row of the algorithm's parameter names (INPUT, OBSERVATION, …; any case; optionally "
+                   "NAME) and one row per scene; relative paths are relative to the list's folder, several rasters "
+                   "in one cell are separated by <code>;</code>."),
+        Param("PARAMETERS", "Parameters for every scene (NAME=VALUE, one per line or separated by ;)", "string",
+              optional=True,
+              help="values that apply to every row, e.g. <code>MODEL=spectf-cloud-v0.1.0; DEVICE=cpu</code>; a "
+                   "parameter may not be both a column of the list and given here."),
+        Param("SCHEDULER", "Dask scheduler address (empty: a local cluster on this computer)", "string",
+              optional=True,
+              help="<code>tcp://host:port</code> or a scheduler file of a running Dask cluster (several machines, "
+                   "SLURM/PBS through dask-jobqueue); its workers need this plugin, NumPy, GDAL and ONNX Runtime, not "
+                   "QGIS. Empty: worker processes on this computer, on 127.0.0.1 only."),
+        Param("WORKERS", "Local worker processes (empty: one per core)", "integer", optional=True, minimum=1,
+              maximum=1024,
+              help="processes of the local cluster, one scene at a time each; ONNX Runtime threads = cores / "
+                   "workers. Only for a local cluster."),
+        Param("RETRIES", "Retries after a worker died (empty: 2 locally, the scheduler's own setting otherwise)",
+              "integer", optional=True, minimum=0, maximum=100, advanced=True,
+              help="how many times a scene is given to another worker when the worker running it died (killed, "
+                   "out of memory, machine lost); a scene's own error (a corrupt file) is not retried. On an "
+                   "existing cluster this changes the scheduler's setting for all its clients."),
+        Param("FORCE", "Recompute scenes the manifest lists as complete", "bool", default=False, advanced=True,
+              help="otherwise a scene whose outputs are complete and unchanged with the same parameters is skipped, "
+                   "so an interrupted batch resumes where it stopped."),
+        Param("OUTPUT_DIR", "Output folder", "output_folder",
+              help="the scenes' outputs (<i>scene</i>_<i>output</i>.tif unless the list names them) and "
+                   "<code>manifest.jsonl</code>, one record per scene and run."),
+    ),
+    outputs=(
+        Param("MANIFEST", "Manifest (JSON lines)", "string", help="manifest.jsonl in the output folder."),
+        Param("TOTAL", "Scenes", "number", help="scenes in the list."),
+        Param("DONE", "Scenes done", "number", help="scenes computed by this run."),
+        Param("FAILED", "Scenes failed", "number", help="scenes that failed; their messages are in the log and the "
+                                                         "manifest."),
+        Param("SKIPPED", "Scenes skipped", "number", help="scenes already complete."),
+    ),
+    intro="Runs one algorithm over a list of scenes on <a href=\"https://distributed.dask.org\">Dask distributed</a>: "
+          "worker processes on this computer, or the workers of a Dask cluster (several machines). The same batch "
+          "runner as <code>python -m spectral_transformers.batch run</code>: each scene's values are checked as "
+          "the algorithm checks them before anything runs, one failed scene never stops the others, a scene "
+          "whose worker died is retried on another, and outputs are complete or absent.",
+    notes="Needs Dask for QGIS's Python (<code>python -m pip install \"dask[distributed]\" bokeh</code>); the log "
+          "gives the dashboard address. Cancel stops the scenes still queued or running; the finished ones are in "
+          "the manifest and a rerun skips them.",
+    runner="submitbatch",
+)
+
 #: Every task, by algorithm name.
 TASKS = {t.name: t for t in (TOA, CLOUDMASK, SEGMENT, ATTENTION, ORTHORECTIFY, LIST_MODELS, INSTALL_DEPENDENCIES,
-                             INSTALL_MODEL)}
+                             INSTALL_MODEL, SUBMIT_BATCH)}
 
 
 def _names_in_table():

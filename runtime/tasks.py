@@ -164,3 +164,13 @@ def installmodel(config, monitor, source, sha256=None, card=None, overwrite=Fals
 
     installed = model_install.install_model(source, card=card, sha256=sha256, overwrite=overwrite, monitor=monitor)
     return {"folder": deps.models_dir(), "model_ids": ", ".join(m["id"] for m in installed), "count": len(installed)}
+
+
+def submitbatch(config, monitor, algorithm, inputs, output_dir, parameters=None, scheduler=None, workers=None,
+                retries=None, force=False):
+    """One batch of ``algorithm`` over the scenes of the CSV ``inputs`` on Dask (the batch runner's
+    :func:`..batch.submit.submit`; Dask is imported only here)."""
+    from ..batch.submit import submit
+
+    return submit(config, monitor, algorithm, inputs, output_dir, parameters=parameters, scheduler=scheduler,
+                  workers=workers, retries=retries, force=force)

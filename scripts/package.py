@@ -31,7 +31,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PLUGIN = "spectral_transformers"
 
 TOP_FILES = {"__init__.py", "plugin.py", "qgis_compat.py", "metadata.txt", "LICENSE", "LICENSE.txt", "LICENSE.md"}
-PACKAGES = ("algorithms", "processing_provider", "runtime", "gui", "resources")
+PACKAGES = ("algorithms", "processing_provider", "runtime", "batch", "gui", "resources")
 EXCLUDE = ("*/__pycache__/*", "*.pyc", "*.pyo", "*.onnx", "*.onnx.data", "*.pt", "*.pth", "*.partial*",
            "*/ext-libs/*", "*/.*")
 REQUIRED_METADATA = ("name", "qgisMinimumVersion", "description", "about", "version", "author", "email",

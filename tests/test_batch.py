@@ -161,7 +161,8 @@ def test_slurm_recipe_job_script(tmp_path):
         slurm.close()
     lines = script.splitlines()
     for expected in ("#SBATCH --cpus-per-task=8", "#SBATCH -p short", "#SBATCH -A geo", "#SBATCH -t 02:00:00",
-                     "#SBATCH -J spectraltf-batch", "export SPECTRALTF_THREADS=4"):
+                     "#SBATCH -J spectraltf-batch", "export SPECTRALTF_THREADS=4", "export OMP_NUM_THREADS=1",
+                     "export OPENBLAS_NUM_THREADS=1"):
         assert expected in lines, (expected, script)
     assert any(line.startswith("#SBATCH --mem=") for line in lines)
     worker = next(line for line in lines if "distributed.cli.dask_worker" in line)
@@ -358,6 +359,8 @@ def test_toa_and_segment_match_qgis_process_on_qgis_free_workers(client, tmp_pat
         assert not {"qgis", "PyQt5", "PyQt6", "processing"} & set(mods)
     used = client.run(worker.onnx_threads)
     assert set().union(*used.values()) == {cluster.local_threads(2)}, used
+    for limits in client.run(worker.thread_limits).values():  # no machine-sized OpenMP/BLAS pools
+        assert limits == {name: "1" for name in cluster.WORKER_THREAD_LIMITS}, limits
 
 
 def test_progress_lines_for_logs():

@@ -50,7 +50,7 @@ def test_zip_content(built_zip):
                      "runtime/pipeline/styles.py", "runtime/io/__init__.py", "gui/dependency_check.py"):
         assert required in rel, required
     top_dirs = {r.split("/", 1)[0] for r in rel if "/" in r}
-    assert top_dirs <= {"algorithms", "processing_provider", "runtime", "gui", "resources", "models"}, top_dirs
+    assert top_dirs <= {"algorithms", "processing_provider", "runtime", "batch", "gui", "resources", "models"}, top_dirs
     for name in rel:
         assert "__pycache__" not in name and not name.endswith((".pyc", ".partial"))
         assert not name.startswith(("tests/", "training/", "bench/", "build/", "dist/", ".venv",

@@ -1,4 +1,5 @@
 """runtime/pipeline without QGIS: the output set's checks, staging, commit and cleanup; the loop."""
+import json
 import os
 import shutil
 import subprocess
@@ -12,7 +13,7 @@ from spectral_transformers.runtime.config import RuntimeConfig
 from spectral_transformers.runtime.errors import Cancelled, InputError
 from spectral_transformers.runtime.monitor import RecordingMonitor
 from spectral_transformers.runtime.pipeline import OutputSet, clean_stale_staging, stream, strips, write_array
-from spectral_transformers.runtime.pipeline.staging import STAGING_PREFIX
+from spectral_transformers.runtime.pipeline.staging import STAGING_PREFIX, owner_record, write_owner
 from spectral_transformers.runtime.io.raster_io import Grid, Window
 
 gdal.UseExceptions()
@@ -101,12 +102,12 @@ def test_stale_staging_of_a_dead_process_is_removed(tmp_path):
     dead.wait()
     stale = tmp_path / f"{STAGING_PREFIX}old"
     stale.mkdir()
-    (stale / "owner").write_text(f"{dead.pid} 1\n")
+    (stale / "owner").write_text(json.dumps(owner_record(dead.pid)) + "\n")  # this host, pid gone
     (stale / "0").mkdir()
     (stale / "0" / "x.tif").write_bytes(b"II*\x00")
     mine = tmp_path / f"{STAGING_PREFIX}mine"
     mine.mkdir()
-    (mine / "owner").write_text(f"{os.getpid()} \n")
+    write_owner(mine)
     assert clean_stale_staging(tmp_path) == [str(stale)]
     assert os.listdir(tmp_path) == [mine.name]  # a live run's staging is kept
 

@@ -152,3 +152,21 @@ def test_earth_sun_distance_table():
 ])
 def test_parse_utc(text, expected):
     assert solar.parse_utc(text) == expected
+
+
+def test_spectrum_is_parsed_once_per_file_version(tmp_path):
+    """A batch worker loads the same spectrum for every scene: parsed once, re-read when the file changes."""
+    import os
+
+    from spectral_transformers.runtime.physics import solar as solar_mod
+
+    path = tmp_path / "sun.csv"
+    rows = "\n".join(f"{350 + i},{150 + i % 7}" for i in range(50))
+    path.write_text("wavelength_nm,irradiance_uW_cm2_nm\n" + rows + "\n")
+    first = solar_mod.load_irradiance(str(path))
+    second = solar_mod.load_irradiance(str(path))
+    assert second.irradiance is first.irradiance and not first.irradiance.flags.writeable
+    path.write_text("wavelength_nm,irradiance_uW_cm2_nm\n" + rows.replace(",15", ",25") + "\n")
+    os.utime(path, ns=(os.stat(path).st_atime_ns, os.stat(path).st_mtime_ns + 10**9))
+    third = solar_mod.load_irradiance(str(path))
+    assert third.irradiance.max() > first.irradiance.max()

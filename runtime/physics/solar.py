@@ -109,12 +109,20 @@ def _irradiance_factor(header, wavelength_nm, values, source, parameter):
         "µW cm⁻² nm⁻¹ (peak ≈ 200), mW m⁻² nm⁻¹ / W m⁻² µm⁻¹ (≈ 2000) or W m⁻² nm⁻¹ (≈ 2).", parameter)
 
 
+#: Spectra already read by this process: (path, mtime ns, size) → SolarSpectrum (read-only arrays).
+_loaded = {}
+_LOADED_MAX = 16
+
+
 def load_irradiance(path=None, parameter="irradiance"):
     """Load a solar spectrum as :class:`SolarSpectrum` (nm, µW cm⁻² nm⁻¹).
 
     ``path`` None → the shipped ASTM E-490 spectrum. ``.npy``: array (N, 2) of nm and
     µW cm⁻² nm⁻¹ (SpecTf's ``irr.npy``). Other files: text table of wavelength and irradiance;
-    wavelengths below 30 are taken as µm; irradiance units from the header or the magnitude."""
+    wavelengths below 30 are taken as µm; irradiance units from the header or the magnitude.
+
+    A file is parsed once per process while its modification time and size stay the same (a batch
+    worker runs many scenes with the same spectrum); the arrays returned are read-only."""
     if isinstance(path, SolarSpectrum):
         return path
     if path is None or str(path).strip() == "":
@@ -122,6 +130,25 @@ def load_irradiance(path=None, parameter="irradiance"):
     path = str(path)
     if not os.path.isfile(path):
         raise InputError(f"solar spectrum file not found: {path}", parameter)
+    try:
+        st = os.stat(path)
+        key = (os.path.realpath(path), st.st_mtime_ns, st.st_size)
+    except OSError:
+        key = None
+    cached = _loaded.get(key) if key else None
+    if cached is not None:
+        return SolarSpectrum(cached.wavelength_nm, cached.irradiance, path, cached.units_note)
+    spectrum = _read_irradiance(path, parameter)
+    for arr in (spectrum.wavelength_nm, spectrum.irradiance):
+        arr.setflags(write=False)
+    if key:
+        if len(_loaded) >= _LOADED_MAX:
+            _loaded.clear()
+        _loaded[key] = spectrum
+    return spectrum
+
+
+def _read_irradiance(path, parameter):
     header = ""
     if path.lower().endswith(".npy"):
         try:

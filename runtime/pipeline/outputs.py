@@ -15,7 +15,7 @@ Life of a run::
     # (data, header, .aux.xml, .qml) of every output is moved into place; otherwise nothing is.
 
 Staging: each destination folder gets one hidden folder ``.spectraltf-partial-<token>`` (same file
-system, so the final moves are renames) holding a small ``owner`` file (process id and start time).
+system, so the final moves are renames) holding a small ``owner`` record (host, process id and start time; see :mod:`.staging`).
 A raster being written is never under its final name; a run killed with ``kill -9`` leaves only that
 hidden folder, which the next run writing into the same folder removes once its owner is gone.
 
@@ -35,7 +35,7 @@ import numpy as np
 from ..errors import ref
 from ..monitor import ensure
 from . import formats
-from .staging import STAGING_PREFIX, _process_start, _remove, clean_stale_staging
+from .staging import STAGING_PREFIX, _remove, clean_stale_staging, write_owner
 from .writer import OutputError, RasterWriter, describe_os_error, immutable
 
 
@@ -200,8 +200,7 @@ class OutputSet:
             stage = os.path.join(folder, f"{STAGING_PREFIX}{self._token}")
             try:
                 os.mkdir(stage)
-                with open(os.path.join(stage, "owner"), "w", encoding="ascii") as f:
-                    f.write(f"{os.getpid()} {_process_start(os.getpid()) or ''}\n")
+                write_owner(stage)
             except OSError as exc:
                 self._cleanup()
                 param = next(o.parameter for o in self.outputs.values() if o.folder == folder)
