@@ -218,7 +218,7 @@ def test_bad_inputs(tmp_path, tiny):
         with pytest.raises(InputError, match="^threshold: "):
             spectf_pipeline.run_spectf(src, tiny, out, threshold=bad, device="cpu")
     # radiance given as reflectance
-    with pytest.raises(InputError, match="input: .*looks like radiance.*INPUT_TYPE=radiance"):
+    with pytest.raises(InputError, match="input: .*looks like radiance.*input_type=radiance"):
         spectf_pipeline.run_spectf(str(shared(*EMIT)), tiny, out, input_type="reflectance", device="cpu")
     # fixed band count that does not fit
     fixed = build_tiny_spectf(tmp_path / "fixed.onnx", fixed_bands=100)

@@ -27,15 +27,6 @@ NOT_NAMES = {"GLT"}
 ALLOWED = {
     # GDAL metadata keys written into the L-TAE outputs, not parameters
     ("runtime/models/ltae.py", "MODEL"), ("runtime/models/ltae.py", "DATES"),
-    # COMPATIBILITY SHIM: spectf.py is split (model / input-type detection / task pipeline), but these
-    # literals moved with their code and still have to become «arg» markers. They are Processing names
-    # already, so renaming leaves them as they are.
-    ("runtime/models/spectf.py", "MODEL"),
-    ("runtime/models/spectf_pipeline.py", "OUTPUT"), ("runtime/models/spectf_pipeline.py", "IRRADIANCE"),
-    ("runtime/physics/input_type.py", "INPUT"), ("runtime/physics/input_type.py", "INPUT_TYPE"),
-    ("runtime/physics/input_type.py", "OBSERVATION"), ("runtime/physics/input_type.py", "SOLAR_ZENITH"),
-    # write_text_atomically's default (its callers pass the argument): staging.py is being reworked apart
-    ("runtime/pipeline/staging.py", "OUTPUT"),
 }
 
 

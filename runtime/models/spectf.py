@@ -59,7 +59,7 @@ def _card_from_file(path, session=None):
 
 
 IMPORT_HINT = ("convert it once with: python -m spectral_transformers.training import-onnx {path} OUT.onnx "
-               "(float32, dynamic batch, the plugin's inputs), then give OUT.onnx as MODEL.")
+               "(float32, dynamic batch, the plugin's inputs), then give OUT.onnx as «model».")
 
 
 def _is_bfloat16(path):
@@ -93,7 +93,7 @@ class SpectfModel(OnnxModel):
 
     TASKS = (TASK,)
 
-    def __init__(self, path, card=None, model_id=None, device="auto", threads=None, parameter="MODEL", config=None):
+    def __init__(self, path, card=None, model_id=None, device="auto", threads=None, parameter="model", config=None):
         try:
             super().__init__(path, card, model_id, device, threads, parameter, config)
         except ModelError:
@@ -111,7 +111,7 @@ class SpectfModel(OnnxModel):
         self._validate()
 
     @classmethod
-    def load(cls, model, device="auto", threads=None, parameter="MODEL", config=None):
+    def load(cls, model, device="auto", threads=None, parameter="model", config=None):
         """From a registry id, a path, a registry entry (``.path``/``.card``/``.id``) or a SpectfModel."""
         if isinstance(model, cls):
             return model

@@ -28,7 +28,7 @@ from ..physics import band_validity
 from . import onnx_backend
 from ..pipeline import styles
 from ..config import ensure_config
-from ..errors import InputError, ModelError, render
+from ..errors import InputError, ModelError, ref, render
 from ..monitor import ensure
 from ..io.raster_io import Grid, open_raster, read_block
 from ..pipeline import IN_FLIGHT_BLOCKS, OutputSet, overlapped, strips
@@ -84,31 +84,32 @@ class _WarnTap:
         self.warnings = []
 
     def warn(self, message):
-        self.warnings.append(render(message))  # «arg» markers as argument names, like the runtime's errors
+        # «arg» markers as the caller's monitor renders them (Processing names under Task.run)
+        self.warnings.append(render(message, getattr(self._m, "names", None)))
         self._m.warn(message)
 
     def __getattr__(self, name):
         return getattr(self._m, name)
 
 
-#: Runtime argument names used in error messages: those of :func:`..tasks.cloudmask`, which the
-#: parameter table renames (``run_spectf(parameters={"attention": "output"})`` for attentionmaps).
-#: COMPATIBILITY SHIM: this map and the literals still in this module (INPUT_TYPE, MODEL,
-#: OBSERVATION, SOLAR_ZENITH, OUTPUT, IRRADIANCE) are to go; see tests/test_error_names.py.
+#: Which runtime argument of the calling task holds each role, for errors and markers: by default
+#: those of :func:`..tasks.cloudmask`; :func:`..tasks.attentionmaps` passes
+#: ``parameters={"attention": "output"}``. Runtime argument names only: the parameter table renames
+#: them to Processing names (see :mod:`..errors`).
 DEFAULT_PARAMETER_NAMES = {
     "input": "input", "model": "model", "threshold": "threshold", "batch_size": "batch_size", "device": "device",
-    "observation": "observation", "scale": "scale", "mask": "mask", "probability": "probability",
-    "attention": "attention", "top_wavelength": "top_wavelength",
+    "observation": "observation", "irradiance": "irradiance", "scale": "scale", "input_type": "input_type",
+    "mask": "mask", "probability": "probability", "attention": "attention", "top_wavelength": "top_wavelength",
 }
 
 
-def _check_outputs(outputs):
+def _check_outputs(outputs, names):
     outputs = {k: v for k, v in (outputs or {}).items() if v not in (None, "")}
     unknown = set(outputs) - set(OUTPUT_KEYS)
     if unknown:
         raise ValueError(f"unknown output keys {sorted(unknown)}; expected {OUTPUT_KEYS}")
     if not outputs:
-        raise InputError("no output requested; give at least the cloud-mask OUTPUT.", "OUTPUT")
+        raise InputError(f"no output requested; give at least the cloud-mask {ref(names['mask'])}.", names["mask"])
     return outputs
 
 
@@ -155,7 +156,7 @@ def run_spectf(input_ds, model=DEFAULT_MODEL, outputs=None, input_type="auto", o
     tap = _WarnTap(ensure(monitor))
     monitor = tap
     config = ensure_config(config)
-    outputs = _check_outputs(outputs)
+    outputs = _check_outputs(outputs, names)
     outs = OutputSet(config, monitor)
     for key, path in outputs.items():
         outputs[key] = outs.add_output(names[key], path)
@@ -180,7 +181,7 @@ def run_spectf(input_ds, model=DEFAULT_MODEL, outputs=None, input_type="auto", o
     outs.add_input(names["input"], ds)
     outs.add_input(names["observation"], observation)
     if isinstance(irradiance, (str, os.PathLike)):
-        outs.add_input("IRRADIANCE", str(irradiance))
+        outs.add_input(names["irradiance"], str(irradiance))
     info = read_spectral_info(ds)
     if not info.has_wavelengths:
         raise InputError(
@@ -242,7 +243,7 @@ def run_spectf(input_ds, model=DEFAULT_MODEL, outputs=None, input_type="auto", o
     # -- input type and TOA conversion ---------------------------------------------------------
     kind = decide_input_type(ds, input_type, None, monitor, sample=choice.sample, explicit_scale=scale is not None,
                              tagged_scale=bool(np.any(scales[band_idx] != 1.0) or np.any(offsets[band_idx] != 0.0)),
-                             parameter=names["input"])
+                             parameter=names["input"], input_type_parameter=names["input_type"])
     converter = None
     if kind == "radiance":
         if irradiance is None and spectf.solar_irradiance_path:

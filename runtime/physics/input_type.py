@@ -11,7 +11,7 @@ import os
 import numpy as np
 
 from . import band_validity
-from ..errors import InputError
+from ..errors import InputError, ref
 from ..monitor import ensure
 
 INPUT_TYPES = ("auto", "radiance", "reflectance")
@@ -56,12 +56,13 @@ def metadata_hint(ds):
 
 
 def decide_input_type(ds, requested, bands, monitor=None, sample=None, explicit_scale=False, tagged_scale=None,
-                      parameter="INPUT"):
+                      parameter="input", input_type_parameter="input_type"):
     """Resolve ``requested`` (auto/radiance/reflectance) for ``ds``; logs the decision.
 
     Auto: the sampled value range decides (99th percentile > 1.5 → radiance), metadata (e.g. the
     ENVI description "Radiance ...") only when there are no valid values. Reflectance requested for
-    data that are obviously radiance raises :class:`InputError`; doubtful cases warn.
+    data that are obviously radiance raises :class:`InputError`; doubtful cases warn. Errors name
+    ``parameter`` (the raster) or ``input_type_parameter`` (runtime argument names, see :mod:`..errors`).
 
     ``sample``: a :class:`.band_validity.Sample` of the used bands (else ``bands`` are sampled).
     Whole numbers that look like reflectance ×10000 (×1000, ×100) without a scale tag or an
@@ -70,7 +71,7 @@ def decide_input_type(ds, requested, bands, monitor=None, sample=None, explicit_
     requested = (requested or "auto").lower()
     if requested not in INPUT_TYPES:
         raise InputError(f"'{requested}' is not a valid input type; expected one of {', '.join(INPUT_TYPES)}.",
-                         "INPUT_TYPE")
+                         input_type_parameter)
     if sample is not None:
         values = sample.physical[np.isfinite(sample.physical)]
     else:
@@ -85,21 +86,22 @@ def decide_input_type(ds, requested, bands, monitor=None, sample=None, explicit_
                 "radiance" if requested == "auto" else "reflectance (0–~1.2)"), parameter)
     p99 = float(np.percentile(values, 99)) if values.size else None
     hint = metadata_hint(ds)
+    it, obs, sza = ref(input_type_parameter), ref("observation"), ref("solar_zenith")
     stats = f"99th percentile of sampled values {p99:.3g}" if p99 is not None else "no valid values sampled"
     if requested == "reflectance":
         if p99 is not None and p99 > OBVIOUS_RADIANCE_P99:
             raise InputError(
                 f"the input holds values up to {p99:.3g} ({stats}), far above TOA reflectance (0–~1.2): it looks "
-                "like radiance. Use INPUT_TYPE=radiance with the OBSERVATION file (or SOLAR_ZENITH) so it is "
+                f"like radiance. Use {it}=radiance with the {obs} file (or {sza}) so it is "
                 "converted to TOA reflectance, or give a reflectance raster.", parameter)
         if (p99 is not None and p99 > RADIANCE_MIN_P99) or hint == "radiance":
-            monitor.warn(f"INPUT_TYPE=reflectance, but the input looks like radiance ({stats}; metadata: "
+            monitor.warn(f"{it}=reflectance, but the input looks like radiance ({stats}; metadata: "
                          f"{hint or 'no hint'}); results are only meaningful for TOA reflectance.")
         monitor.info(f"Input type: reflectance (as requested; {stats}).")
         return "reflectance"
     if requested == "radiance":
         if p99 is not None and p99 <= RADIANCE_MIN_P99:
-            monitor.warn(f"INPUT_TYPE=radiance, but the values look like reflectance ({stats}); check INPUT_TYPE.")
+            monitor.warn(f"{it}=radiance, but the values look like reflectance ({stats}); check {it}.")
         monitor.info(f"Input type: radiance (as requested; {stats}); converted to TOA reflectance per block.")
         return "radiance"
     if p99 is not None:
@@ -107,7 +109,7 @@ def decide_input_type(ds, requested, bands, monitor=None, sample=None, explicit_
         why = f"{stats} {'>' if decided == 'radiance' else '≤'} {RADIANCE_MIN_P99}"
         if hint and hint != decided:
             monitor.warn(f"the metadata suggest {hint} but the values look like {decided} ({stats}); using "
-                         f"{decided}. Set INPUT_TYPE to override.")
+                         f"{decided}. Set {it} to override.")
     else:
         decided, why = hint or "reflectance", f"{stats}; metadata: {hint or 'no hint'}"
     monitor.info(f"Input type (auto): {decided} ({why}).")

@@ -175,7 +175,7 @@ def clean_stale_staging(folder, other_host_seconds=None):
     return removed
 
 
-def write_text_atomically(path, text, parameter="OUTPUT"):
+def write_text_atomically(path, text, parameter="output"):
     """Write a small text output (e.g. a JSON listing) the way rasters are written: checked first
     (a folder, a missing folder, an immutable file are refused naming ``parameter``), staged in a
     hidden folder beside it, renamed into place. Returns the absolute path."""
