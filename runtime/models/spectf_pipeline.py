@@ -249,7 +249,7 @@ def run_spectf(input_ds, model=DEFAULT_MODEL, outputs=None, input_type="auto", o
         if irradiance is None and spectf.solar_irradiance_path:
             irradiance = spectf.solar_irradiance_path
             monitor.info(f"Radiance is converted with the model's own solar spectrum ({os.path.basename(irradiance)}), "
-                         "as its reference implementation does; set IRRADIANCE to use another.")
+                         f"as its reference implementation does; set {ref(names['irradiance'])} to use another.")
         converter = _toa_converter(ds, (band_idx + 1).tolist(), observation, irradiance, solar_zenith,
                                    earth_sun_distance, monitor, names, scale)
 
