@@ -42,6 +42,19 @@ def _pixels(win):
     return int(getattr(win, "xsize", 0) or 0) * int(getattr(win, "ysize", 0) or 0)
 
 
+def _plan(items, monitor, release, window, span, what):
+    """What both loops start from: the items, the datasets to release, each item's window and pixel
+    count, whether pixels are counted (else blocks), and the one progress reporter."""
+    items = list(items)
+    release = [ds for ds in release if ds is not None]
+    windows = [window(item) if window is not None else item for item in items]
+    sizes = [_pixels(w) for w in windows]
+    counted = sum(sizes) > 0
+    reporter = ProgressReporter(monitor, sum(sizes) if counted else len(items), len(items),
+                                what=what if counted else "blocks", span=span)
+    return items, release, windows, sizes, counted, reporter
+
+
 def stream(items, monitor=None, release=(), window=None, span=(0.0, 1.0), what="pixels"):
     """Yield ``items`` one by one with cancellation, progress and cache release.
 
@@ -50,13 +63,7 @@ def stream(items, monitor=None, release=(), window=None, span=(0.0, 1.0), what="
     the part of the total progress (start, end) this loop covers. Progress goes through one
     :class:`~..monitor.ProgressReporter`: on long runs the log gets blocks done, pixels/s and ETA."""
     monitor = ensure(monitor)
-    items = list(items)
-    release = [ds for ds in release if ds is not None]
-    windows = [window(item) if window is not None else item for item in items]
-    sizes = [_pixels(w) for w in windows]
-    counted = sum(sizes) > 0
-    reporter = ProgressReporter(monitor, sum(sizes) if counted else len(items), len(items),
-                                what=what if counted else "blocks", span=span)
+    items, release, windows, sizes, counted, reporter = _plan(items, monitor, release, window, span, what)
     for item, win, size in zip(items, windows, sizes):
         monitor.check()
         yield item
@@ -118,13 +125,7 @@ def overlapped(items, read, compute, write, monitor=None, release=(), window=Non
     Exceptions of any stage (also :class:`~..errors.Cancelled`) are raised here after both threads
     have stopped."""
     monitor = ensure(monitor)
-    items = list(items)
-    release = [ds for ds in release if ds is not None]
-    windows = [window(item) if window is not None else item for item in items]
-    sizes = [_pixels(w) for w in windows]
-    counted = sum(sizes) > 0
-    reporter = ProgressReporter(monitor, sum(sizes) if counted else len(items), len(items),
-                                what=what if counted else "blocks", span=span)
+    items, release, windows, sizes, counted, reporter = _plan(items, monitor, release, window, span, what)
 
     def advancer(size):
         done = [0]
