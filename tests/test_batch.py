@@ -305,17 +305,6 @@ def test_worker_killed_mid_scene_is_retried_complete_and_identical(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # the runner API on one shared LocalCluster: TOA and segmentation parity, QGIS-free workers
 # ---------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def client():
-    from distributed import Client
-
-    local = cluster.local_cluster(2, dashboard_address="127.0.0.1:0", retries=1)
-    c = Client(local)
-    yield c
-    c.close()
-    local.close()
-
-
 def _batch(client, alg, csv_path, out, **overrides):
     task = tasks.get_task(alg)
     got = scenes.read_scenes(csv_path, task, overrides, str(out))

@@ -124,17 +124,6 @@ def test_provider_settings_reach_the_scene_config():
     assert (cfg.model_dirs, cfg.device, cfg.block_mb, cfg.threads) == (("/models/a",), "cpu", 3.0, 1)
 
 
-@pytest.fixture(scope="module")
-def client():
-    from distributed import Client
-
-    local = cluster.local_cluster(2, dashboard_address="127.0.0.1:0", retries=1)
-    c = Client(local)
-    yield c
-    c.close()
-    local.close()
-
-
 @pytest.mark.slow
 def test_cancel_stops_queued_scenes_and_keeps_finished_ones(client, tmp_path):
     windows = [(f"s{i}", 0, 22) for i in range(6)]
