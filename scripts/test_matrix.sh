@@ -44,5 +44,11 @@ for leg in "${legs[@]}"; do
   mark=ok
   [ "$status" = 0 ] || { mark="FAILED (exit $status)"; rc=1; }
   printf 'QGIS %s (%s): %s  [%s, %ss]\n' "${version:-?}" "$leg" "${line:-no pytest summary, see $log}" "$mark" "$seconds"
+  # A failed leg names its failing tests here (CI shows only this summary), then the log's last lines
+  # when pytest never got to its summary.
+  if [ "$status" != 0 ]; then
+    grep -E '^(FAILED|ERROR) ' "$log" | head -n 20 | sed 's/^/    /'
+    grep -qE '^(FAILED|ERROR) ' "$log" || tail -n 15 "$log" | sed 's/^/    /'
+  fi
 done
 exit $rc
