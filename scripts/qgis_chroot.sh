@@ -58,6 +58,12 @@ stage_debootstrap() {
   log "debootstrap $suite from $mirror (once; cached in $root)"
   rm -rf "$root"
   mkdir -p "$cache/debs-$suite"
+  # A fresh host may not have debootstrap yet: it is a Debian package like the plugin's others.
+  command -v debootstrap >/dev/null || {
+    log "apt-get install debootstrap (host)"
+    { apt-get "${apt_opts[@]}" update && DEBIAN_FRONTEND=noninteractive apt-get "${apt_opts[@]}" install -y debootstrap; } \
+      >"$cache/$suite-host-apt.log" 2>&1 || { log "could not install debootstrap: see $cache/$suite-host-apt.log"; exit 1; }
+  }
   debootstrap --variant=minbase --include=ca-certificates --cache-dir="$cache/debs-$suite" \
     "$suite" "$root" "$mirror" >"$cache/$suite-debootstrap.log" 2>&1 \
     || { log "debootstrap failed: see $cache/$suite-debootstrap.log"; tail -5 "$cache/$suite-debootstrap.log" >&2; exit 1; }
