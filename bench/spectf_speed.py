@@ -283,6 +283,9 @@ def worker_upstream(args, bf16):
 LEVERS = (  # (label, attention form, layout, spectra per run, optimisation level, extra session config)
     ("explicit MatMul/Softmax, 1 thread per core, 4/run (previous)", "explicit", "per-core", 4, "ALL", {}),
     ("fused MultiHeadAttention, 1 thread per core, 4/run (default)", "fused", "per-core", 4, "ALL", {}),
+    ("per-head MatMul/Softmax chains, 1 thread per core, 1/run", "per-head", "per-core", 1, "ALL", {}),
+    ("per-head, 1 thread per core, 2/run", "per-head", "per-core", 2, "ALL", {}),
+    ("per-head, 1 thread per core, 4/run", "per-head", "per-core", 4, "ALL", {}),
     ("fused, 1 thread per core, 16/run", "fused", "per-core", 16, "ALL", {}),
     ("fused, 1 thread per core, 64/run", "fused", "per-core", 64, "ALL", {}),
     ("fused, one session x all threads, 256/run", "fused", "intra-op", 256, "ALL", {}),
@@ -309,7 +312,7 @@ def worker_levers(args):
     tmp = Path(tempfile.mkdtemp(prefix="spectf-levers-"))
     model = load_weights(WEIGHTS)
     graphs = {form: str(write_probability_variant(MODEL, card, model, form, target=tmp / f"{form}.onnx"))
-              for form in ("explicit", "fused")}
+              for form in ("explicit", "fused", "per-head")}
     threads = args.threads
     pool = ThreadPoolExecutor(max_workers=threads)
 

@@ -117,10 +117,10 @@ def test_onnx_matches_pytorch(model, exported, samples, which):
     np.testing.assert_allclose(att.sum(axis=1), 1.0, atol=1e-4)
 
 
-@pytest.mark.parametrize("form", ["fused", "explicit"])
+@pytest.mark.parametrize("form", ["fused", "explicit", "per-head"])
 def test_probability_variant_matches_pytorch(model, exported, samples, form, tmp_path):
-    """The cloud mask's probability-only graph (fused MultiHeadAttention by default, or the pruned
-    explicit graph) matches the float32 PyTorch reference, also with another band count."""
+    """The cloud mask's probability-only graph (fused MultiHeadAttention, the pruned explicit graph or
+    the head-by-head graph) matches the float32 PyTorch reference, also with another band count."""
     from spectral_transformers.training.spectf_export import PROBABILITY_ATTENTION, write_probability_variant
 
     card = json.loads(exported.with_suffix(".json").read_text())
@@ -129,6 +129,8 @@ def test_probability_variant_matches_pytorch(model, exported, samples, form, tmp
     target = write_probability_variant(exported, card, model, form, target=tmp_path / f"{form}.onnx")
     ops = {n.op_type for n in onnx.load(str(target)).graph.node}
     assert ("MultiHeadAttention" in ops) == (form == "fused") and "Softmax" in ops
+    softmaxes = sum(n.op_type == "Softmax" for n in onnx.load(str(target)).graph.node)
+    assert softmaxes == (9 if form == "per-head" else 2 if form == "explicit" else 1)  # + the logits' one
     clear, cloudy, wl = samples
     idx = np.sort(np.random.default_rng(2).choice(wl.size, 180, replace=False))
     session = load_session(target, device="cpu", threads=1)

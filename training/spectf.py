@@ -226,3 +226,34 @@ class SpecTfOnnxFused(SpecTfOnnx):
         x = self.ff(self.norm2(self.out_proj(o)))
         logits = self.head(x.max(dim=1).values)
         return torch.softmax(logits, dim=-1)[:, 1], logits
+
+
+class SpecTfOnnxPerHead(SpecTfOnnx):
+    """Probability-only export form of :class:`SpecTfOnnx` for CPUs: the attention written head by
+    head (MatMul → Softmax → MatMul on one 8-wide head at a time), outputs ``probability`` (N,) and
+    ``logits`` (N, 2).
+
+    The (S, S) scores of one head of one spectrum are 287 kB at S = 268, so a run of a few spectra
+    keeps each head's scores in the core's L2 cache between the three nodes, where one batched
+    MatMul/Softmax/MatMul over all heads streams the (N, 8, S, S) tensor through memory three times
+    and ONNX Runtime's fused ``MultiHeadAttention`` spends its time in tiny blocked GEMMs. The linear
+    layers take the flattened (N·S, 64) tokens, so ONNX Runtime fuses their bias adds into ``Gemm``.
+    Same arithmetic as :class:`SpecTfOnnx`, in the same order per head."""
+
+    def forward(self, spectra, wavelengths):
+        n, s = spectra.shape[0], spectra.shape[1]
+        d, hd = self.w_refl.shape[0], self.head_dim
+        wave = wavelengths.unsqueeze(1) * self.w_wave + self.b_embed                    # (S, 64)
+        x = torch.tanh(spectra.unsqueeze(2) * self.w_refl + wave).reshape(n * s, d)     # (N·S, 64)
+        x = self.norm1(x)
+        h = self.heads
+        # head-major layouts, split once into one (N, 1, S, 8) block per head (contiguous copies)
+        qs = torch.split(self.q(x).reshape(n, s, h, hd).transpose(1, 2), 1, dim=1)     # (N, 1, S, 8)
+        ks = torch.split(self.k(x).reshape(n, s, h, hd).permute(0, 2, 3, 1), 1, dim=1)  # (N, 1, 8, S)
+        vs = torch.split(self.v(x).reshape(n, s, h, hd).transpose(1, 2), 1, dim=1)     # (N, 1, S, 8)
+        # exported as one MatMul/Softmax/MatMul chain per head, which ONNX Runtime runs chain by chain
+        heads = [torch.matmul(torch.softmax(torch.matmul(qh, kh), dim=-1), vh) for qh, kh, vh in zip(qs, ks, vs)]
+        o = torch.cat(heads, dim=1).transpose(1, 2).reshape(n * s, d)
+        x = self.ff(self.norm2(self.out_proj(o)))
+        logits = self.head(x.reshape(n, s, d).max(dim=1).values)
+        return torch.softmax(logits, dim=-1)[:, 1], logits
