@@ -123,6 +123,26 @@ def test_streaming_blocks_equal_and_cancel(tmp_path):
     assert not cancelled.exists() and not glob.glob(str(tmp_path / ".cancelled*"))
 
 
+def test_blocks_end_on_output_tile_rows(tmp_path, monkeypatch):
+    """Each block the TOA loop writes completes whole rows of output tiles, so the writer can flush
+    them from GDAL's cache; a block ending inside a tile row kept those tiles dirty in the cache until
+    a later block completed them (≈ 320 MB on a 285-band EMIT scene, bench/toa_memory.py)."""
+    from spectral_transformers.runtime.pipeline.writer import RasterWriter
+
+    rdn, obs = _emit()
+    seen, original = [], RasterWriter.write
+
+    def spy(self, window, array):
+        seen.append((self.tile, window.yoff + window.ysize, self.grid.height))
+        return original(self, window, array)
+
+    monkeypatch.setattr(RasterWriter, "write", spy)
+    # a block share of 14 rows of 22 px × (285 + 2) values: a 16-row tile row is within 2 × the share
+    toa.toa_reflectance(rdn, tmp_path / "toa.tif", observation=obs, block_bytes=3 * 14 * 22 * 287 * 4)
+    assert len(seen) >= 2
+    assert all(bottom % tile == 0 or bottom == height for tile, bottom, height in seen), seen
+
+
 def test_converter_band_subset_and_units():
     rdn, obs = _emit()
     ds = gdal.Open(rdn)

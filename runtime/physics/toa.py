@@ -439,8 +439,9 @@ def toa_reflectance(input_path, output_path, observation=None, irradiance=None, 
     nb = len(conv.bands)
     budget = block_bytes or config.block_bytes
     with outs:
+        # a row of output tiles fits one block in flight, so every block completes whole tile rows
         writer = outs.create("output", grid, nb, np.float32, NODATA,
-                             tile=raster_io.tile_size_for(grid.width, nb, 4, budget))
+                             tile=raster_io.tile_size_for(grid.width, nb, 4, budget // IN_FLIGHT_BLOCKS))
         write_spectral_metadata(writer.ds, conv.wavelength_nm, conv.fwhm_nm, conv.bbl)
         writer.set_metadata({
             "processing": "TOA reflectance = pi * L * d^2 / (E_sun * cos(solar zenith))",
@@ -450,7 +451,13 @@ def toa_reflectance(input_path, output_path, observation=None, irradiance=None, 
         })
         # read + convert block k+1 and write block k-1 while block k's nodata is marked and counted:
         # three blocks in flight share the budget
-        windows = strips(grid.width, grid.height, nb + 2, budget // IN_FLIGHT_BLOCKS, align=writer.tile)
+        # one row of output tiles per block when it is within twice the block's share: a block that
+        # ends inside a tile row leaves those tiles dirty in GDAL's cache until a later block
+        # completes them (14-row blocks on 32-row tiles of a 285-band scene kept ≈ 320 MB there,
+        # bench/toa_memory.py)
+        share, tile_row = budget // IN_FLIGHT_BLOCKS, writer.tile * grid.width * (nb + 2) * 4
+        windows = strips(grid.width, grid.height, nb + 2, tile_row if share < tile_row <= 2 * share else share,
+                         align=writer.tile)
         counts = [0, 0]
 
         def read(win):
