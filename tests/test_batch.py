@@ -260,7 +260,7 @@ def _writer_of(pid, folder):
 def test_worker_killed_mid_scene_is_retried_complete_and_identical(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
-    made = [(f"s{i}",) + batch_scenes.emit_like(str(data), f"s{i}", 44) for i in range(3)]
+    made = [(f"s{i}",) + batch_scenes.emit_like(str(data), f"s{i}", 64) for i in range(3)]
     lst = write_csv(data / "list.csv", ["NAME", "INPUT", "OBSERVATION"], [[n, r, o] for n, r, o in made])
     out = tmp_path / "out"
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")

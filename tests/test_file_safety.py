@@ -322,7 +322,9 @@ def test_kill_leaves_no_finished_looking_file_and_a_rerun_cleans_up(inputs, sig)
     src, out = inputs
     ds = gdal.Open(str(src / "rfl.img"))
     big = src / "big.tif"
-    cube = np.tile(ds.ReadAsArray(), (1, 8, 8))  # 80 × 80 px of real reflectance: a run of several seconds
+    # 120 × 120 px of real reflectance: ≥ 4 s of SpecTf even at 3 500 spectra/s (80 × 80 px ended
+    # before the kill on a fast machine)
+    cube = np.tile(ds.ReadAsArray(), (1, 12, 12))
     from spectral_transformers.runtime.pipeline import write_array
     from spectral_transformers.runtime.io.spectral import read_spectral_info, write_spectral_metadata
 
@@ -345,8 +347,8 @@ def test_kill_leaves_no_finished_looking_file_and_a_rerun_cleans_up(inputs, sig)
             if staged and any(f.endswith(".tif") for _, _, fs in os.walk(out / staged[0]) for f in fs):
                 break
             time.sleep(0.05)
+        time.sleep(0.3)  # into the computation, past the outputs' creation
         assert proc.poll() is None, "the run ended before it could be killed; make the input larger"
-        time.sleep(1.0)
         os.killpg(proc.pid, sig)
         proc.wait(30)
     finally:
@@ -361,7 +363,7 @@ def test_kill_leaves_no_finished_looking_file_and_a_rerun_cleans_up(inputs, sig)
     if sig == signal.SIGKILL:  # nothing could clean up: the rerun did
         assert "interrupted run" in text
     no_staging(out)
-    assert_valid_raster(target, 80, 80, 1)
+    assert_valid_raster(target, 120, 120, 1)
     assert snapshot(src) == before
 
 
