@@ -294,6 +294,7 @@ LEVERS = (  # (label, attention form, layout, spectra per run, optimisation leve
     ("fused, graph optimisation BASIC", "fused", "per-core", 4, "BASIC", {}),
     ("fused, denormals as zero", "fused", "per-core", 4, "ALL", {"session.set_denormal_as_zero": "1"}),
     ("fused, intra-op spinning on", "fused", "intra-op", 256, "ALL", {"session.intra_op.allow_spinning": "1"}),
+    ("fused, int8 weights (ONNX Runtime quantize_dynamic, QInt8)", "fused-int8", "per-core", 4, "ALL", {}),
 )
 
 
@@ -313,6 +314,11 @@ def worker_levers(args):
     model = load_weights(WEIGHTS)
     graphs = {form: str(write_probability_variant(MODEL, card, model, form, target=tmp / f"{form}.onnx"))
               for form in ("explicit", "fused", "per-head")}
+    from onnxruntime.quantization import QuantType, quantize_dynamic  # the int8 lever: weights only
+
+    graphs["fused-int8"] = str(tmp / "fused-int8.onnx")
+    quantize_dynamic(graphs["fused"], graphs["fused-int8"], weight_type=QuantType.QInt8,
+                     op_types_to_quantize=["MatMul", "Gemm"])
     threads = args.threads
     pool = ThreadPoolExecutor(max_workers=threads)
 
