@@ -168,13 +168,15 @@ class SpecTfOnnx(nn.Module):
         self.ff = layer.ff
         self.head = model.head
 
+    def embed(self, spectra, wavelengths):
+        """Band tokens tanh(r · w_r + λ · w_λ + b') (N, S, 64); the λ part (S, 64) once per call."""
+        wave = wavelengths.unsqueeze(1) * self.w_wave + self.b_embed                    # (S, 64)
+        return torch.tanh(spectra.unsqueeze(2) * self.w_refl + wave)                    # (N, S, 64)
+
     def forward(self, spectra, wavelengths):
         n, s = spectra.shape[0], spectra.shape[1]
         d, h, hd = self.w_refl.shape[0], self.heads, self.head_dim
-        # embedding: tanh(r * w_r + λ * w_λ + b'), the λ part (S, 64) once per call
-        wave = wavelengths.unsqueeze(1) * self.w_wave + self.b_embed                    # (S, 64)
-        x = torch.tanh(spectra.unsqueeze(2) * self.w_refl + wave)                       # (N, S, 64)
-        x = self.norm1(x.reshape(n * s, d))                                             # (N·S, 64)
+        x = self.norm1(self.embed(spectra, wavelengths).reshape(n * s, d))              # (N·S, 64)
         q = self.q(x).reshape(n, s, h, hd).transpose(1, 2)                              # (N, h, S, hd)
         k = self.k(x).reshape(n, s, h, hd).permute(0, 2, 3, 1)                          # (N, h, hd, S)
         v = self.v(x).reshape(n, s, h, hd).transpose(1, 2)                              # (N, h, S, hd)
@@ -219,9 +221,7 @@ class SpecTfOnnxFused(SpecTfOnnx):
     There is no ``attention`` output: the cloud mask's pruned variant is built from it."""
 
     def forward(self, spectra, wavelengths):
-        d = self.w_refl.shape[0]
-        wave = wavelengths.unsqueeze(1) * self.w_wave + self.b_embed                    # (S, 64)
-        x = self.norm1(torch.tanh(spectra.unsqueeze(2) * self.w_refl + wave))           # (N, S, 64)
+        x = self.norm1(self.embed(spectra, wavelengths))                                # (N, S, 64)
         o = _FusedSelfAttention.apply(self.q(x), self.k(x), self.v(x), self.heads)     # (N, S, 64)
         x = self.ff(self.norm2(self.out_proj(o)))
         logits = self.head(x.max(dim=1).values)
@@ -243,9 +243,7 @@ class SpecTfOnnxPerHead(SpecTfOnnx):
     def forward(self, spectra, wavelengths):
         n, s = spectra.shape[0], spectra.shape[1]
         d, hd = self.w_refl.shape[0], self.head_dim
-        wave = wavelengths.unsqueeze(1) * self.w_wave + self.b_embed                    # (S, 64)
-        x = torch.tanh(spectra.unsqueeze(2) * self.w_refl + wave).reshape(n * s, d)     # (N·S, 64)
-        x = self.norm1(x)
+        x = self.norm1(self.embed(spectra, wavelengths).reshape(n * s, d))              # (N·S, 64)
         h = self.heads
         # head-major layouts, split once into one (N, 1, S, 8) block per head (contiguous copies)
         qs = torch.split(self.q(x).reshape(n, s, h, hd).transpose(1, 2), 1, dim=1)     # (N, 1, S, 8)
