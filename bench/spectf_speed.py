@@ -295,6 +295,7 @@ LEVERS = (  # (label, attention form, layout, spectra per run, optimisation leve
     ("fused, denormals as zero", "fused", "per-core", 4, "ALL", {"session.set_denormal_as_zero": "1"}),
     ("fused, intra-op spinning on", "fused", "intra-op", 256, "ALL", {"session.intra_op.allow_spinning": "1"}),
     ("fused, int8 weights (ONNX Runtime quantize_dynamic, QInt8)", "fused-int8", "per-core", 4, "ALL", {}),
+    ("fused, float16 weights + activations (AVX512-FP16 if any)", "fused-fp16", "per-core", 4, "ALL", {}),
 )
 
 
@@ -319,6 +320,11 @@ def worker_levers(args):
     graphs["fused-int8"] = str(tmp / "fused-int8.onnx")
     quantize_dynamic(graphs["fused"], graphs["fused-int8"], weight_type=QuantType.QInt8,
                      op_types_to_quantize=["MatMul", "Gemm"])
+    from onnxruntime.transformers.float16 import convert_float_to_float16  # the fp16 lever (float32 I/O)
+
+    import onnx
+    graphs["fused-fp16"] = str(tmp / "fused-fp16.onnx")
+    onnx.save(convert_float_to_float16(onnx.load(graphs["fused"]), keep_io_types=True), graphs["fused-fp16"])
     threads = args.threads
     pool = ThreadPoolExecutor(max_workers=threads)
 
@@ -363,6 +369,47 @@ def worker_levers(args):
 # ---------------------------------------------------------------------------------------------
 # driver
 # ---------------------------------------------------------------------------------------------
+def worker_attention(args):
+    """Where one core's time goes (single-threaded ONNX Runtime, µs per spectrum, S = 268): the fused
+    model at 4 spectra per run, its ``MultiHeadAttention`` node alone, and the stock operators one head's
+    attention is made of (QKᵀ MatMul, Softmax, Exp, PV MatMul on one (S, S) score matrix, which fits in
+    L2); each median of timed windows, on random inputs of the model's shapes."""
+    import numpy as np
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    s_, rng = 268, np.random.default_rng(0)
+
+    def graph(nodes, inputs, outputs):
+        g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(k, TensorProto.FLOAT, v.shape) for k, v in inputs.items()],
+                              [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs])
+        opsets = [helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
+        return helper.make_model(g, opset_imports=opsets).SerializeToString()
+
+    def per_call_us(model, feeds, seconds=1.0, rounds=3):
+        o = ort.SessionOptions()
+        o.intra_op_num_threads, o.inter_op_num_threads, o.log_severity_level = 1, 1, 3
+        sess = ort.InferenceSession(model, o, providers=["CPUExecutionProvider"])
+        sess.run(None, feeds)
+        return 1e6 / timed(lambda: sess.run(None, feeds), 1, seconds=seconds, min_runs=rounds)["spectra_per_s"]
+
+    x, wl, _, _ = spectra(4)
+    variant = MODEL.parent / json.loads(MODEL.with_suffix(".json").read_text())["variants"]["probability_only"]
+    out = {"model": per_call_us(variant.read_bytes(), {"spectra": x[:4], "wavelengths": wl}) / 4}
+    qkv = {k: rng.standard_normal((4, s_, 64)).astype(np.float32) for k in "qkv"}
+    mha = helper.make_node("MultiHeadAttention", list("qkv"), ["o"], domain="com.microsoft", num_heads=8, scale=1.0)
+    out["attention node"] = per_call_us(graph([mha], qkv, ["o"]), qkv) / 4
+    q, kt = rng.standard_normal((1, 1, s_, 8)).astype(np.float32), rng.standard_normal((1, 1, 8, s_)).astype(np.float32)
+    sc, v = rng.standard_normal((1, 1, s_, s_)).astype(np.float32), rng.standard_normal((1, 1, s_, 8)).astype(np.float32)
+    per_head = {"QKᵀ MatMul": (helper.make_node("MatMul", ["q", "k"], ["o"]), {"q": q, "k": kt}),
+                "Softmax": (helper.make_node("Softmax", ["s"], ["o"], axis=-1), {"s": sc}),
+                "Exp": (helper.make_node("Exp", ["s"], ["o"]), {"s": sc}),
+                "PV MatMul": (helper.make_node("MatMul", ["p", "v"], ["o"]), {"p": sc, "v": v})}
+    for name, (node, feeds) in per_head.items():
+        out[name + " x 8 heads"] = 8 * per_call_us(graph([node], feeds, ["o"]), feeds)
+    return {"attention_us": out}
+
+
 def run_worker(name, args, batch=None, extra=(), threads=None, env=None):
     threads = threads or args.threads
     cmd = [sys.executable, __file__, "--worker", name, "--threads", str(threads), "--batches", str(batch),
@@ -403,7 +450,7 @@ def main():
     p.add_argument("--upstream-pkg", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
-        workers = {"gemm": worker_gemm, "plugin": worker_plugin, "levers": worker_levers,
+        workers = {"gemm": worker_gemm, "plugin": worker_plugin, "levers": worker_levers, "attention": worker_attention,
                    "upstream": lambda a: worker_upstream(a, True), "upstream32": lambda a: worker_upstream(a, False)}
         out = workers[args.worker](args)
         out["peak_rss_mb"] = peak_rss_mb()
@@ -442,6 +489,7 @@ def main():
         plugin[b] = dict(rs[-1], **{k: float(np.mean([r[k] for r in rs])) for k in ("spectra_per_s", "spectra_per_cpu_s")},
                          passes="/".join(f"{r['spectra_per_s']:.0f}" for r in rs), runs=sum(r["runs"] for r in rs))
     levers = None if args.skip_levers else run_worker("levers", args)["levers"]
+    parts_us = None if args.skip_levers else run_worker("attention", args, threads=1)["attention_us"]
     gemm_runs.append(gemm_floor(args))
     if not all(gemm_runs):
         raise SystemExit("no GEMM measurement succeeded")
@@ -494,6 +542,18 @@ def main():
         for r in levers:
             print(f"    {r['label']:<62} {r['spectra_per_s']:6.0f}/s ({r['spectra_per_s'] / base:4.2f}x) "
                   f"{r['spectra_per_cpu_s']:6.0f}/CPU-s ({100 * r['spectra_per_cpu_s'] / floor_cpu:3.0f} % of floor)  |Δp| {r['dp']:.0e}")
+    if parts_us:
+        model_us, node_us = parts_us["model"], parts_us["attention node"]
+        # Amdahl estimate for a hand-written fused attention kernel: the QKᵀ and PV FLOPs at the
+        # one-thread GEMM rate plus the exponentials at ONNX Runtime's own Exp rate; the rest as measured
+        ideal_us = attn / (gflops_cpu * 1e3) + parts_us["Exp x 8 heads"]
+        est = 1e6 / (model_us - node_us + ideal_us)
+        print("  one core, single-threaded ONNX Runtime, µs per spectrum (random inputs of the model's shapes):")
+        for k, v in parts_us.items():
+            print(f"    {k:<26} {v:7.1f}" + (f"  ({100 * node_us / model_us:.0f} % of the model)" if k == "attention node" else ""))
+        print(f"    estimate with a fused attention kernel at the GEMM rate + Exp-op exponentials: {ideal_us:.0f} µs for the "
+              f"attention → ≈ {est:.0f} spectra/CPU-s = {100 * est / floor_cpu:.0f} % of the floor (not available in "
+              f"ONNX Runtime's CPU kernels; an estimate, not a measurement)")
     print(f"  load average at end {os.getloadavg()[0]:.1f} (other processes on the cores lower every figure; "
           f"ratios are from this one run)")
     return 0
