@@ -245,19 +245,25 @@ def run_batch(task, scenes, output_dir, client, threads=None, threads_by_worker=
         if futures:
             progress.draw()
         stop = _Canceller(client, futures, cancelled) if cancelled and futures else None
+
+        def stopping():  # the user's request itself: the canceller thread may not have acted on it yet
+            return bool(cancelled is not None and (cancelled() or stop.fired))
         try:
             for fut in as_completed(futures):
-                if fut.status == "cancelled":  # stopped by the user: not a result, not recorded
-                    continue
+                if fut.status == "cancelled" or (fut.status != "finished" and stopping()):
+                    continue  # stopped by the user: not a result, not recorded
                 scene = by_key[fut.key]
                 resubmitted = _retries_of(client, fut.key)
                 if fut.status == "finished":
                     rec = fut.result()
                 else:
                     exc = fut.exception()
+                    if exc is None and (fut.status == "cancelled" or stopping()):
+                        continue  # yielded before the user's cancel reached it, cancelled while we asked
                     name = type(exc).__name__
                     message = (_killed_message(exc, retries) if name == "KilledWorker"
-                               else tasks.message(task, exc))
+                               else tasks.message(task, exc) if exc is not None
+                               else f"the scene ended in Dask state {fut.status!r} without a result or an error.")
                     rec = _failed(task, scene, message)
                 rec["resubmitted"] = resubmitted
                 fut.release()
