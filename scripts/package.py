@@ -9,6 +9,8 @@ folder ``spectral_transformers/`` holding only what QGIS runs:
 - never shipped: ``tests/``, ``bench/``, ``training/`` (needs PyTorch, only used to build models
   outside QGIS), ``scripts/``, ``docs/``, model files (``models/``, ``*.onnx``), build outputs
   (``build/``, ``out/``, ``dist/``, ``.venv``, ``__pycache__``, ``ext-libs/``);
+- native kernels: ``runtime/native/lib/<platform>/`` as built by ``scripts/build_native.sh`` (the SpecTf
+  attention kernel for Linux x86-64; other platforms run ONNX Runtime's attention);
 - models: by default the SpecTf cloud models built by ``make setup`` (``models/spectf-cloud-*.onnx`` +
   cards, probability-only variants, solar spectra; Apache-2.0, shipped with ``LICENSE.SpecTf`` and an
   attribution notice); ``--with-models`` ships the whole built store, ``--no-models`` none.
@@ -187,6 +189,19 @@ def model_files(ids=None):
     return files
 
 
+def native_files():
+    """Built native kernels (``runtime/native/lib/<platform>/*.so``, build outputs of
+    ``scripts/build_native.sh``, gitignored): shipped where present; a platform without one runs ONNX
+    Runtime's attention."""
+    lib = os.path.join(REPO, "runtime", "native", "lib")
+    found = []
+    for tag in sorted(os.listdir(lib)) if os.path.isdir(lib) else []:
+        for name in sorted(os.listdir(os.path.join(lib, tag))):
+            if name.endswith((".so", ".dll", ".dylib")) and ".partial" not in name:
+                found.append(f"runtime/native/lib/{tag}/{name}")
+    return found
+
+
 def build(output_dir=None, tracked_only=False, with_models="default"):
     """Write the ZIP; returns (zip path, list of archive names).
 
@@ -215,6 +230,7 @@ def build(output_dir=None, tracked_only=False, with_models="default"):
     for required in ("__init__.py", "plugin.py", "metadata.txt", meta["icon"] if "icon" in meta else None):
         if required and required not in files:
             raise SystemExit(f"package: {required} is missing from the file list")
+    files += native_files()
     check_sources(files)
     output_dir = output_dir or os.path.join(REPO, "dist")
     os.makedirs(output_dir, exist_ok=True)

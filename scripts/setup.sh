@@ -48,6 +48,9 @@ if [ "$(cat .venv/.requirements-sha 2>/dev/null)" != "$want" ]; then
   echo "$want" > .venv/.requirements-sha
 fi
 
+# Native SpecTf attention kernel (C, Linux x86-64; without a compiler the runtime uses ONNX Runtime's).
+bash scripts/build_native.sh
+
 # The repository root is the plugin: expose it as 'spectral_transformers' for QGIS and Python.
 mkdir -p build/plugins
 ln -sfn "$here" build/plugins/spectral_transformers

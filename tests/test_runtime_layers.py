@@ -10,7 +10,7 @@ from support import REPO
 RUNTIME = REPO / "runtime"
 # rank of each room: a module may import rooms of its own rank or lower
 RANKS = {"parameters": 6, "tasks": 6, "models": 5, "physics": 4, "pipeline": 3, "io": 2,
-         "deps": 1, "config": 0, "monitor": 0, "errors": 0, "": 0}
+         "deps": 1, "native": 1, "config": 0, "monitor": 0, "errors": 0, "": 0}
 
 
 def room(parts):
