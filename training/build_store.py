@@ -35,8 +35,9 @@ def write_solar_csv(npy_path, csv_path):
 
 
 def _up_to_date(target, sources):
-    variant = target.parent / "variants" / f"{target.stem}.probability.onnx"
-    if not target.exists() or not target.with_suffix(".json").exists() or not variant.exists():
+    variants = [target.parent / "variants" / f"{target.stem}.{kind}.onnx"
+                for kind in ("probability", "pre-attention", "post-attention")]
+    if not target.exists() or not target.with_suffix(".json").exists() or not all(v.exists() for v in variants):
         return False
     newest = max(p.stat().st_mtime for p in sources if p.exists())
     return target.stat().st_mtime >= newest

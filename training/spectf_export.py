@@ -148,10 +148,53 @@ def export_module(model, path, card, opset=OPSET, example_bands=268, probability
     proto.producer_name = "spectral_transformers.training"
     proto.doc_string = f"{card.get('name', 'SpecTf')} (exported from PyTorch weights)"
     onnx.checker.check_model(proto)
-    card = dict(card, variants={"probability_only": f"{VARIANT_DIR}/{Path(path).stem}.probability.onnx"})
+    stem, form = Path(path).stem, probability_attention or PROBABILITY_ATTENTION
+    variants = {"probability_only": f"{VARIANT_DIR}/{stem}.probability.onnx"}
+    if form == "fused":
+        variants.update(pre_attention=f"{VARIANT_DIR}/{stem}.pre-attention.onnx",
+                        post_attention=f"{VARIANT_DIR}/{stem}.post-attention.onnx")
+        card = dict(card, attention_heads=int(model.layers[0].attention.attention.num_heads))
+    card = dict(card, variants=variants)
     save_with_card(proto, path, card)
-    write_probability_variant(path, card, model, probability_attention or PROBABILITY_ATTENTION)
+    variant = write_probability_variant(path, card, model, form)
+    if form == "fused":
+        write_attention_split(variant, card, Path(path).parent)
     return Path(path)
+
+
+def write_attention_split(fused_path, card, model_dir):
+    """Cut the fused probability variant at its ``MultiHeadAttention`` node into the graphs the native
+    attention kernel runs between (card ``variants.pre_attention`` / ``post_attention``, relative to
+    ``model_dir``): ``spectra, wavelengths → q, k, v`` (N, S, 64) and ``attention output (N, S, 64) →
+    probability, logits``. ONNX Runtime runs both; :mod:`~..runtime.native.attention` the middle."""
+    import onnx
+    from onnx import utils
+
+    proto = onnx.load(str(fused_path))
+    nodes = [n for n in proto.graph.node if n.op_type == "MultiHeadAttention" and n.domain == "com.microsoft"]
+    if len(nodes) != 1 or len(nodes[0].input) < 3:
+        raise ValueError(f"{fused_path}: expected one MultiHeadAttention node with q, k, v inputs")
+    node = nodes[0]
+    cuts = {"pre_attention": (list(INPUTS), list(node.input[:3]), ["q", "k", "v"]),
+            "post_attention": ([node.output[0]], ["probability", "logits"], None)}
+    written = []
+    for key, (inputs, outputs, rename) in cuts.items():
+        target = Path(model_dir) / card["variants"][key]
+        with tempfile.TemporaryDirectory() as tmp:
+            cut = os.path.join(tmp, "cut.onnx")
+            utils.extract_model(str(fused_path), cut, inputs, outputs)
+            part = onnx.load(cut)
+        if rename:  # stable output names whatever the exporter called the projections
+            for old, new in zip(outputs, rename):
+                _rename(part.graph, old, new)
+        else:
+            _rename(part.graph, node.output[0], "attention_output")
+        onnx.checker.check_model(part)
+        part_card = {k: v for k, v in card.items() if k != "variants"}
+        part_card.update(variant_of=card.get("id"), attention_form=key.replace("_", "-"))
+        part.producer_name = "spectral_transformers.training"
+        written.append(save_with_card(part, target, part_card))
+    return written
 
 
 def write_probability_variant(path, card, model=None, attention="explicit", target=None):
