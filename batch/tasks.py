@@ -78,7 +78,7 @@ def message(task, exc, raw=None):
 
 
 #: Runtime settings a batch passes to every scene (threads are the cluster's: cores / workers).
-CONFIG_FIELDS = ("model_dirs", "device", "block_mb", "compression")
+CONFIG_FIELDS = ("model_dirs", "device", "block_mb", "compression", "native_attention")
 
 
 def config_fields(cfg):
@@ -86,7 +86,7 @@ def config_fields(cfg):
     if cfg is None:
         return None
     return {"model_dirs": list(cfg.model_dirs), "device": cfg.device, "block_mb": cfg.block_mb,
-            "compression": cfg.compression}
+            "compression": cfg.compression, "native_attention": cfg.native_attention}
 
 
 def config(threads=None, default_threads=None, base=None):

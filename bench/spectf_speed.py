@@ -10,7 +10,9 @@ spectra (real EMIT Libya-4 TOA reflectance + constructed cloudy mixes, 268 bands
   spectrum, counted from the MatMul/Gemm nodes of the exported graph at S = 268, this gives the
   float32 floor in spectra/s;
 - ``plugin``: what the cloud mask runs — ``runtime.models.spectf.SpectfModel.predict`` on
-  ``models/spectf-cloud-v0.1.0.onnx`` (CPU, its probability-only variant), per batch size: warm-up
+  ``models/spectf-cloud-v0.1.0.onnx`` (CPU: its pre-attention graph → the native attention kernel →
+  its post-attention graph where the kernel is built, else its probability-only variant; the line
+  after it says which), per batch size: warm-up
   at that size, then timed batches for ``--seconds`` (at least 3), median; once before and once
   after the upstream paths, mean of the two;
 - ``upstream``: upstream's OWN code — ``spectf.model.SpecTfEncoder`` imported from a checkout of the
@@ -19,8 +21,11 @@ spectra (real EMIT Libya-4 TOA reflectance + constructed cloudy mixes, 268 bands
   ``inference_mode``, batch 4096 (its config), warmed up at 4096, ``--upstream-batches`` timed
   batches, median;
 - ``upstream32``: the same upstream module in float32, eager: the reference probabilities;
-- ``levers``: the ONNX Runtime levers (attention formulation, thread layout, batch shape, graph
-  optimisation level, denormals, spinning), interleaved in one process, median of the rounds.
+- ``levers``: the levers (attention formulation: ONNX Runtime's fused node, stock operators, the native
+  kernel and its AVX2 path; thread layout, batch shape, graph optimisation level, denormals,
+  spinning, int8, float16), interleaved in one process, median of the rounds;
+- ``attention``: one core's µs per spectrum in the model, its attention node, the stock operators,
+  the native kernel, and the model with the native kernel.
 
 Prints spectra/s (wall clock, and per CPU-second, which is steadier when other processes share the
 cores), the ratios plugin / upstream and plugin / floor, the lever table, and the fidelity (max |Δp|,
@@ -177,8 +182,9 @@ def worker_plugin(args):
     model.predict(x, wl)
     model.predict(x, wl)
     out = timed(lambda: model.predict(x, wl), b, seconds=args.seconds)
-    form = model.probability_session().path
-    out.update(batch=b, prob=model.predict(fidelity, wl)[0].tolist(), graph=os.path.basename(form))
+    native = model.native_attention()
+    graph = "native attention" if native else os.path.basename(model.probability_session().path)
+    out.update(batch=b, prob=model.predict(fidelity, wl)[0].tolist(), graph=graph, engine=model.attention_engine())
     return out
 
 
@@ -282,7 +288,11 @@ def worker_upstream(args, bf16):
 # ---------------------------------------------------------------------------------------------
 LEVERS = (  # (label, attention form, layout, spectra per run, optimisation level, extra session config)
     ("explicit MatMul/Softmax, 1 thread per core, 4/run (previous)", "explicit", "per-core", 4, "ALL", {}),
-    ("fused MultiHeadAttention, 1 thread per core, 4/run (default)", "fused", "per-core", 4, "ALL", {}),
+    ("fused MultiHeadAttention, 1 thread per core, 4/run (ONNX Runtime only)", "fused", "per-core", 4, "ALL", {}),
+    ("native attention kernel between 2 ONNX graphs, 4/run", "native", "per-core", 4, "ALL", {}),
+    ("native, 8/run (default where the kernel is built)", "native", "per-core", 8, "ALL", {}),
+    ("native, 16/run", "native", "per-core", 16, "ALL", {}),
+    ("native, its AVX2 + FMA path, 8/run", "native-avx2", "per-core", 8, "ALL", {}),
     ("per-head MatMul/Softmax chains, 1 thread per core, 1/run", "per-head", "per-core", 1, "ALL", {}),
     ("per-head, 1 thread per core, 2/run", "per-head", "per-core", 2, "ALL", {}),
     ("per-head, 1 thread per core, 4/run", "per-head", "per-core", 4, "ALL", {}),
@@ -325,6 +335,11 @@ def worker_levers(args):
     import onnx
     graphs["fused-fp16"] = str(tmp / "fused-fp16.onnx")
     onnx.save(convert_float_to_float16(onnx.load(graphs["fused"]), keep_io_types=True), graphs["fused-fp16"])
+    from spectral_transformers.runtime.native import attention as native_attention
+
+    kernel = native_attention.kernel()
+    split = {key: str(MODEL.parent / card["variants"][key]) for key in ("pre_attention", "post_attention")
+             if key in card.get("variants", {})}
     threads = args.threads
     pool = ThreadPoolExecutor(max_workers=threads)
 
@@ -337,9 +352,27 @@ def worker_levers(args):
             o.add_session_config_entry(k, v)
         return ort.InferenceSession(graphs[form], o, providers=["CPUExecutionProvider"])
 
+    class Native:  # pre-attention graph → native kernel → post-attention graph, as SpectfModel runs it
+        def __init__(self, level, extra, isa):
+            graphs.update(split)
+            self.pre, self.post = (session(key, level, 1, extra) for key in ("pre_attention", "post_attention"))
+            self.isa = isa
+
+        def run(self, names, feeds):
+            q, k, v = self.pre.run(["q", "k", "v"], feeds)
+            return self.post.run(names, {"attention_output": kernel.run(q, k, v, card["attention_heads"], isa=self.isa)})
+
     runs, reference = [], None
     for label, form, layout, chunk, level, extra in LEVERS:
-        s = session(form, level, 1 if layout == "per-core" else threads, extra)
+        if form.startswith("native"):
+            isa = 1 if form == "native-avx2" else None
+            if kernel is None or len(split) != 2 or (isa and kernel.isa < isa):
+                print(f"lever '{label}' not run: {native_attention.unavailable_reason() or 'no split graphs'}",
+                      file=sys.stderr)
+                continue
+            s = Native(level, extra, isa)
+        else:
+            s = session(form, level, 1 if layout == "per-core" else threads, extra)
         starts = np.arange(0, n, chunk)
 
         def work(part, s=s, chunk=chunk):
@@ -407,6 +440,23 @@ def worker_attention(args):
                 "PV MatMul": (helper.make_node("MatMul", ["p", "v"], ["o"]), {"p": sc, "v": v})}
     for name, (node, feeds) in per_head.items():
         out[name + " x 8 heads"] = 8 * per_call_us(graph([node], feeds, ["o"]), feeds)
+    from spectral_transformers.runtime.native import attention as native_attention
+
+    kernel = native_attention.kernel()
+    if kernel is not None:
+        for isa in sorted({kernel.isa, 1}, reverse=True):
+            o = np.empty_like(qkv["q"])
+            run = (lambda isa=isa: kernel.run(qkv["q"], qkv["k"], qkv["v"], 8, out=o, isa=isa))
+            run()
+            out[f"native kernel ({native_attention.ISA_NAMES[isa]})"] = \
+                1e6 / timed(run, 4, seconds=1.0, min_runs=3)["spectra_per_s"]
+        from spectral_transformers.runtime.models.spectf import NATIVE_CHUNK, SpectfModel
+
+        m = SpectfModel.load(str(MODEL), device="cpu", threads=1)
+        xs, _, _, _ = spectra(NATIVE_CHUNK)
+        m.predict(xs, wl)
+        out["model, native attention"] = 1e6 / timed(lambda: m.predict(xs, wl), NATIVE_CHUNK, seconds=1.0,
+                                                     min_runs=3)["spectra_per_s"]
     return {"attention_us": out}
 
 
@@ -516,7 +566,8 @@ def main():
     print(f"  float32 floor: {floor:.0f} spectra/s ({gflops:.0f} GFLOP/s, core {core} / {flops / 1e6:.2f} MFLOP), "
           f"{floor_cpu:.0f} spectra per CPU-s")
     for b, r in plugin.items():
-        line(f"plugin: ONNX Runtime float32 ({r['graph']})" if r is best else "plugin: same, other batch", r)
+        line(f"plugin: float32 ({r['graph']})" if r is best else "plugin: same, other batch", r)
+    print(f"    ({best['engine']})")
     if card_batch in plugin:
         print(f"    (the cloud mask's default, batch {card_batch}: {plugin[card_batch]['spectra_per_s']:.0f} spectra/s, "
               f"{100 * plugin[card_batch]['spectra_per_s'] / best['spectra_per_s']:.0f} % of the best batch)")
@@ -537,7 +588,7 @@ def main():
         print(f"    upstream bf16 path:  {fidelity(up['prob'], up32['prob'], n_real)}")
     if levers:
         base = levers[0]["spectra_per_s"]
-        print(f"  ONNX Runtime levers ({args.threads} threads, 256 spectra per timing, median of {args.lever_rounds} "
+        print(f"  levers ({args.threads} threads, 256 spectra per timing, median of {args.lever_rounds} "
               f"interleaved rounds; max |Δp| vs the first row):")
         for r in levers:
             print(f"    {r['label']:<62} {r['spectra_per_s']:6.0f}/s ({r['spectra_per_s'] / base:4.2f}x) "
@@ -552,8 +603,11 @@ def main():
         for k, v in parts_us.items():
             print(f"    {k:<26} {v:7.1f}" + (f"  ({100 * node_us / model_us:.0f} % of the model)" if k == "attention node" else ""))
         print(f"    estimate with a fused attention kernel at the GEMM rate + Exp-op exponentials: {ideal_us:.0f} µs for the "
-              f"attention → ≈ {est:.0f} spectra/CPU-s = {100 * est / floor_cpu:.0f} % of the floor (not available in "
-              f"ONNX Runtime's CPU kernels; an estimate, not a measurement)")
+              f"attention → ≈ {est:.0f} spectra/CPU-s = {100 * est / floor_cpu:.0f} % of the floor (an estimate)")
+        if "model, native attention" in parts_us:
+            m_us = parts_us["model, native attention"]
+            print(f"    measured with the native kernel: {m_us:.0f} µs per spectrum → {1e6 / m_us:.0f} spectra/CPU-s = "
+                  f"{100 * 1e6 / m_us / floor_cpu:.0f} % of the floor, {model_us / m_us:.2f}x the fused ONNX graph")
     print(f"  load average at end {os.getloadavg()[0]:.1f} (other processes on the cores lower every figure; "
           f"ratios are from this one run)")
     return 0

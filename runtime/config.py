@@ -12,6 +12,7 @@ Variable                    Meaning                                             
 ``SPECTRALTF_THREADS``      ONNX Runtime CPU threads (0 = all cores; capped at cores) 0
 ``SPECTRALTF_BLOCK_MB``     streaming block budget in MiB (input data per block)      64
 ``SPECTRALTF_COMPRESS``     GeoTIFF compression: ZSTD, DEFLATE, LZW or NONE           ZSTD
+``SPECTRALTF_NATIVE_ATTN``  0 = SpecTf on CPU never uses the native attention kernel  1
 ==========================  ========================================================  ===========
 
 Nothing here writes the environment; a malformed variable is ignored (the default applies) except
@@ -35,6 +36,7 @@ ENV_DEVICE = "SPECTRALTF_DEVICE"
 ENV_THREADS = "SPECTRALTF_THREADS"
 ENV_BLOCK_MB = "SPECTRALTF_BLOCK_MB"
 ENV_COMPRESS = "SPECTRALTF_COMPRESS"
+ENV_NATIVE_ATTENTION = "SPECTRALTF_NATIVE_ATTN"
 
 
 def cpu_cores():
@@ -51,13 +53,16 @@ class RuntimeConfig:
 
     ``model_dirs``: extra model folders; ``device``: auto | cpu | cuda (what ``device=auto`` means);
     ``threads``: ONNX Runtime intra-op threads, 0 = all cores, never more than the cores;
-    ``block_mb``: input data per streamed block (MiB); ``compression``: GeoTIFF compression."""
+    ``block_mb``: input data per streamed block (MiB); ``compression``: GeoTIFF compression;
+    ``native_attention``: SpecTf on CPU may run its attention in :mod:`.native.attention` (where
+    built and supported; ONNX Runtime's otherwise)."""
 
     model_dirs: tuple = ()
     device: str = "auto"
     threads: int = 0
     block_mb: float = DEFAULT_BLOCK_MB
     compression: str = "ZSTD"
+    native_attention: bool = True
     #: where the values came from, for the log ("setting", "SPECTRALTF_THREADS", ...)
     sources: tuple = field(default=(), compare=False)
 
@@ -84,6 +89,8 @@ class RuntimeConfig:
             raise InputError(f"'{self.compression}' is not a compression; expected one of "
                              f"{', '.join(COMPRESSIONS)}.", "compression")
         object.__setattr__(self, "compression", method)
+        if not isinstance(self.native_attention, bool):
+            raise InputError(f"'{self.native_attention}' is not true or false.", "native_attention")
 
     # -- derived values --------------------------------------------------------------------------
     @property
@@ -142,6 +149,10 @@ class RuntimeConfig:
         if method in COMPRESSIONS:
             values["compression"] = method
             sources.append(ENV_COMPRESS)
+        native = env.get(ENV_NATIVE_ATTENTION, "").strip().lower()
+        if native in ("0", "1", "false", "true", "off", "on", "no", "yes"):
+            values["native_attention"] = native in ("1", "true", "on", "yes")
+            sources.append(ENV_NATIVE_ATTENTION)
         for key, value in overrides.items():
             if value is not None:
                 values[key] = value
@@ -149,7 +160,7 @@ class RuntimeConfig:
 
     def describe(self):
         return (f"device {self.device}, {self.cpu_threads} CPU thread(s), blocks of {self.block_mb:g} MiB, "
-                f"{self.compression} compression" + (f", model folders {', '.join(self.model_dirs)}"
+                f"{self.compression} compression" + ("" if self.native_attention else ", native attention off") + (f", model folders {', '.join(self.model_dirs)}"
                                                      if self.model_dirs else ""))
 
 

@@ -119,9 +119,11 @@ def test_workers_start_a_real_python_inside_qgis(monkeypatch):
 def test_provider_settings_reach_the_scene_config():
     from spectral_transformers.runtime.config import RuntimeConfig
 
-    sent = tasks.config_fields(RuntimeConfig(model_dirs=("/models/a",), device="cpu", block_mb=3, threads=7))
+    sent = tasks.config_fields(RuntimeConfig(model_dirs=("/models/a",), device="cpu", block_mb=3, threads=7,
+                                             native_attention=False))
     cfg = tasks.config(threads=1, base=json.loads(json.dumps(sent)))  # as it travels to a worker
-    assert (cfg.model_dirs, cfg.device, cfg.block_mb, cfg.threads) == (("/models/a",), "cpu", 3.0, 1)
+    assert (cfg.model_dirs, cfg.device, cfg.block_mb, cfg.threads, cfg.native_attention) == \
+        (("/models/a",), "cpu", 3.0, 1, False)
 
 
 @pytest.mark.slow

@@ -51,8 +51,8 @@ def _spectf_bundle(folder, model_id="spectf-copy"):
     (folder / f"{model_id}.json").write_text(json.dumps(card))
     shutil.copy(MODELS / card["solar_irradiance_file"], folder / card["solar_irradiance_file"])
     (folder / "variants").mkdir(exist_ok=True)
-    variant = card["variants"]["probability_only"]
-    shutil.copy(MODELS / variant, folder / variant)
+    for variant in card["variants"].values():  # probability-only and pre/post-attention graphs
+        shutil.copy(MODELS / variant, folder / variant)
     return folder
 
 
@@ -78,7 +78,9 @@ def test_zip_over_http_with_sha256_installs_and_resolves(server, tmp_path):
                                             monitor=monitor)
     assert [m["id"] for m in installed] == ["spectf-copy"]
     assert _listing(target) == sorted(["spectf-copy.json", "spectf-copy.onnx", "spectf-cloud-v0.1.0.solar.csv",
-                                       "variants/spectf-cloud-v0.1.0.probability.onnx"])
+                                       "variants/spectf-cloud-v0.1.0.probability.onnx",
+                                       "variants/spectf-cloud-v0.1.0.pre-attention.onnx",
+                                       "variants/spectf-cloud-v0.1.0.post-attention.onnx"])
     assert monitor.fractions[-1] == 1.0 and monitor.fractions == sorted(monitor.fractions)
     entry = registry.resolve("spectf-copy", extra_dirs=[str(target)], task="spectral-cloud-mask")
     assert entry.path == str(target / "spectf-copy.onnx")
@@ -90,7 +92,7 @@ def test_zip_over_http_with_sha256_installs_and_resolves(server, tmp_path):
     with pytest.raises(ModelError, match="source: model 'spectf-copy' is already installed"):
         model_install.install_model(f"{url}/spectf-copy.zip", models_dir=str(target))
     model_install.install_model(f"{url}/spectf-copy.zip", models_dir=str(target), overwrite=True)
-    assert "spectf-copy.onnx" in _listing(target) and len(_listing(target)) == 4
+    assert "spectf-copy.onnx" in _listing(target) and len(_listing(target)) == 6
 
 
 def test_onnx_file_with_sidecar_and_onnx_url_with_card_url(server, tmp_path):

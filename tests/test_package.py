@@ -9,6 +9,7 @@ import subprocess
 import sys
 import sysconfig
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -63,8 +64,15 @@ def test_zip_content(built_zip):
     for mid in pkg.SHIPPED_MODELS:
         for suffix in (".onnx", ".json", ".solar.csv"):
             assert f"models/{mid}{suffix}" in rel
-        assert f"models/variants/{mid}.probability.onnx" in rel
+        for kind in ("probability", "pre-attention", "post-attention"):
+            assert f"models/variants/{mid}.{kind}.onnx" in rel
     assert not any(r.endswith(".onnx") and not r.startswith("models/") for r in rel)
+    # The native attention kernel ships where it was built (Linux x86-64 by make setup), nothing else binary.
+    from spectral_transformers.runtime.native import attention as native
+
+    binaries = sorted(r for r in rel if r.endswith((".so", ".dll", ".dylib")))
+    built = native.library_path()
+    assert binaries == (["runtime/native/lib/" + "/".join(Path(built).parts[-2:])] if Path(built).is_file() else [])
     # Every algorithm module the provider registers is in the ZIP.
     algorithm_modules = {p.stem for p in (REPO / "algorithms").glob("*.py")}
     assert {f"algorithms/{m}.py" for m in algorithm_modules} <= set(rel)

@@ -117,6 +117,11 @@ def test_cloudmask_default_model_on_real_emit_radiance(profile):
     assert valid.sum() == 266 and result["results"]["VALID_PIXELS"] == 266
     assert (mask[valid] == 0).all() and (mask[~valid] == 255).all(), "the Libya-4 desert clip is clear sky"
     assert ((p[valid] >= 0) & (p[valid] < 0.51)).all()
+    # the ZIP carries the native attention kernel built for this platform, and the installed copy uses it
+    from spectral_transformers.runtime.native import attention as native
+
+    if native.kernel() is not None:
+        assert "SpecTf attention: native kernel" in proc.stdout + proc.stderr, proc.stdout[-3000:]
 
 
 def test_segment_ukis_csmask_on_a_real_sentinel2_chip(profile):

@@ -37,6 +37,9 @@ DEFAULT_BATCH_SIZE = 256
 #: runs of a few spectra keep it in cache, and one single-threaded run per core beats ONNX
 #: Runtime's intra-op threading on large batches by ≈ 40 % (bench/spectf_speed.py).
 CPU_CHUNK = 4
+#: Spectra per chunk on the native-attention path (ONNX Runtime before and after the kernel): two
+#: short ONNX runs and one kernel call per chunk; 8 keeps a chunk's q, k, v (0.5 MiB each) in L2.
+NATIVE_CHUNK = 8
 #: Wavelength mismatch (nm) above which the "trained on EMIT" warning is given.
 WAVELENGTH_TOLERANCE_NM = 1.0
 
@@ -103,6 +106,7 @@ class SpectfModel(OnnxModel):
                                  parameter) from None
             raise
         self._probability_session = None
+        self._native, self._native_reason = None, None
         self._pool, self._pool_workers = None, 0
         self._pool_lock = threading.Lock()
         if not self.card:
@@ -183,6 +187,65 @@ class SpectfModel(OnnxModel):
                         pass  # e.g. an ONNX Runtime without the variant's fused contrib op: the full model is exact
         return self._probability_session
 
+    def _variant_path(self, key):
+        variants = self.card.get("variants")
+        rel = variants.get(key) if isinstance(variants, dict) else None
+        if isinstance(rel, str) and rel and not os.path.isabs(rel) and ".." not in rel.replace("\\", "/").split("/"):
+            path = os.path.join(os.path.dirname(self.path), rel)
+            if os.path.isfile(path):
+                return path
+        return None
+
+    def native_attention(self):
+        """``(pre, post, heads, kernel)`` when the cloud mask's attention can run in the native kernel
+        (:mod:`..native.attention`): CPU device, ``native_attention`` on in the config, the card's
+        ``variants.pre_attention``/``post_attention`` graphs (cut at the fused attention node) and
+        ``attention_heads`` present and loadable, the kernel built for this platform and CPU. Else
+        None, with the reason in :attr:`native_attention_reason`."""
+        if self._native is None and self._native_reason is None:
+            self._native, self._native_reason = self._load_native()
+        return self._native
+
+    @property
+    def native_attention_reason(self):
+        self.native_attention()
+        return self._native_reason
+
+    def attention_engine(self):
+        """For the log: which code computes the cloud mask's attention, and why."""
+        native = self.native_attention()
+        if native is not None:
+            return f"SpecTf attention: native kernel ({native[3].isa_name}), projections in ONNX Runtime"
+        return f"SpecTf attention: ONNX Runtime ({self._native_reason})"
+
+    def _load_native(self):
+        if self.session.device != "cpu":
+            return None, f"device {self.session.device}"
+        if self._config is not None and not self._config.native_attention:
+            return None, "native attention switched off (SPECTRALTF_NATIVE_ATTN=0)"
+        heads = self.card.get("attention_heads")
+        pre, post = self._variant_path("pre_attention"), self._variant_path("post_attention")
+        if not (isinstance(heads, int) and heads > 0 and pre and post):
+            return None, "the model card names no pre/post-attention graphs"
+        from ..native import attention as native
+
+        kernel = native.kernel()
+        if kernel is None:
+            return None, native.unavailable_reason()
+        try:
+            pre_s = onnx_backend.load_session(pre, "cpu", 1, self.parameter, config=self._config)
+            post_s = onnx_backend.load_session(post, "cpu", 1, self.parameter, config=self._config)
+        except ModelError as exc:
+            return None, f"its pre/post-attention graphs do not load ({exc})"
+        qkv = [pre_s.outputs.get(n) for n in ("q", "k", "v")]
+        if not all(qkv) or set(pre_s.inputs) != {"spectra", "wavelengths"} \
+                or set(post_s.inputs) != {"attention_output"} or "probability" not in post_s.outputs:
+            return None, "its pre/post-attention graphs do not have the expected inputs and outputs"
+        width = dims(qkv[0])[-1] if dims(qkv[0]) else None
+        if not isinstance(width, int) or width != heads * native.HEAD_DIM:
+            return None, f"its attention is not {heads} heads of {native.HEAD_DIM} (q width {width})"
+        return (pre_s, post_s, heads, kernel), None
+
     def _workers(self):
         """CPU worker threads for data-parallel inference (1 on CUDA)."""
         if self.session.device != "cpu":
@@ -213,8 +276,11 @@ class SpectfModel(OnnxModel):
         names = ["probability", "attention"] if attention else ["probability"]
         spectra = np.ascontiguousarray(spectra, dtype=np.float32)
         wl = np.ascontiguousarray(wavelengths_nm, dtype=np.float32)
-        session = self.session if attention else self.probability_session()
         n, workers = spectra.shape[0], self._workers()
+        native = None if attention else self.native_attention()
+        if native is not None:
+            return self._predict_native(spectra, wl, native, workers, monitor), None
+        session = self.session if attention else self.probability_session()
         if self.session.device != "cpu" or n <= CPU_CHUNK:
             out = self.infer(names, {"spectra": spectra, "wavelengths": wl}, monitor, session=session)
             prob = np.asarray(out[0], dtype=np.float32).reshape(-1)
@@ -237,13 +303,41 @@ class SpectfModel(OnnxModel):
                 if attention:
                     att[start:stop] = out[1]
 
-        if workers == 1:
-            work(parts[0])
-            return prob, att
+        self._parallel(work, parts, workers)
+        return prob, att
+
+    def _parallel(self, work, parts, workers):
+        if workers == 1 or len(parts) == 1:
+            for part in parts:
+                work(part)
+            return
         futures = [self._executor(workers).submit(work, part) for part in parts if len(part)]
         for future in futures:
             future.result()  # re-raises Cancelled or an inference error from a worker
-        return prob, att
+
+    def _predict_native(self, spectra, wl, native, workers, monitor):
+        """Probabilities (N,) through ONNX Runtime (embedding, q/k/v projections) → native attention →
+        ONNX Runtime (output projection, feed-forward, pooling, head), NATIVE_CHUNK spectra at a time,
+        one chunk per core."""
+        pre, post, heads, kernel = native
+        n = spectra.shape[0]
+        prob = np.empty(n, np.float32)
+        if n == 0:
+            return prob
+        parts = np.array_split(np.arange(0, n, NATIVE_CHUNK), min(workers, -(-n // NATIVE_CHUNK)))
+
+        def work(starts):
+            for start in starts:
+                if monitor is not None:
+                    monitor.check()
+                stop = min(n, start + NATIVE_CHUNK)
+                q, k, v = pre.run(["q", "k", "v"], {"spectra": spectra[start:stop], "wavelengths": wl})
+                out = kernel.run(q, k, v, heads)
+                prob[start:stop] = np.asarray(post.run(["probability"], {"attention_output": out})[0],
+                                              dtype=np.float32).reshape(-1)
+
+        self._parallel(work, parts, workers)
+        return prob
 
 
 def keep_bands(wavelength_nm, drop_ranges_nm=DEFAULT_DROP_RANGES_NM):

@@ -204,6 +204,8 @@ def run_spectf(input_ds, model=DEFAULT_MODEL, outputs=None, input_type="auto", o
         if not spectf.has_attention:
             raise ModelError(f"{spectf.path} has no 'attention' output; an attention output needs a SpecTf "
                              "export with outputs probability, logits and attention (N,S).", names["model"])
+    else:
+        monitor.info(spectf.attention_engine())
 
     # -- bands and value scale -----------------------------------------------------------------
     wl = np.asarray(info.wavelength_nm, dtype=np.float64)
