@@ -241,8 +241,10 @@ class SpectfModel(OnnxModel):
         if not all(qkv) or set(pre_s.inputs) != {"spectra", "wavelengths"} \
                 or set(post_s.inputs) != {"attention_output"} or "probability" not in post_s.outputs:
             return None, "its pre/post-attention graphs do not have the expected inputs and outputs"
-        width = dims(qkv[0])[-1] if dims(qkv[0]) else None
-        if not isinstance(width, int) or width != heads * native.HEAD_DIM:
+        # the width of q, k, v (static in our exports; else the post-attention input's)
+        widths = [dims(a)[-1] for a in qkv + [post_s.inputs["attention_output"]] if dims(a)]
+        width = next((w for w in widths if isinstance(w, int) and w > 0), None)
+        if width != heads * native.HEAD_DIM or any(isinstance(w, int) and w > 0 and w != width for w in widths):
             return None, f"its attention is not {heads} heads of {native.HEAD_DIM} (q width {width})"
         return (pre_s, post_s, heads, kernel), None
 
