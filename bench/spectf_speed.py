@@ -288,7 +288,7 @@ def worker_upstream(args, bf16):
 # ---------------------------------------------------------------------------------------------
 LEVERS = (  # (label, attention form, layout, spectra per run, optimisation level, extra session config)
     ("explicit MatMul/Softmax, 1 thread per core, 4/run (previous)", "explicit", "per-core", 4, "ALL", {}),
-    ("fused MultiHeadAttention, 1 thread per core, 4/run (ONNX Runtime only)", "fused", "per-core", 4, "ALL", {}),
+    ("fused MultiHeadAttention, 1 thread per core, 4/run (ORT only)", "fused", "per-core", 4, "ALL", {}),
     ("native attention kernel between 2 ONNX graphs, 4/run", "native", "per-core", 4, "ALL", {}),
     ("native, 8/run (default where the kernel is built)", "native", "per-core", 8, "ALL", {}),
     ("native, 16/run", "native", "per-core", 16, "ALL", {}),
