@@ -230,7 +230,7 @@ def build(output_dir=None, tracked_only=False, with_models="default"):
     for required in ("__init__.py", "plugin.py", "metadata.txt", meta["icon"] if "icon" in meta else None):
         if required and required not in files:
             raise SystemExit(f"package: {required} is missing from the file list")
-    files += native_files()
+    files += [f for f in native_files() if f not in files]  # a walked tree (no git) already lists them
     check_sources(files)
     output_dir = output_dir or os.path.join(REPO, "dist")
     os.makedirs(output_dir, exist_ok=True)

@@ -383,10 +383,13 @@ def test_scheduler_address_uses_an_existing_cluster(client, tmp_path):
     assert os.path.isfile(rec["outputs"]["OUTPUT"])
 
 
-def test_one_thread_spectf_runs_small_chunks_with_identical_results(monkeypatch):
-    """A batch worker has one ONNX Runtime thread: SpecTf then still runs CPU_CHUNK spectra per call
-    (the fast path of the multi-threaded case, ~25 % less CPU than one call per batch), with the same
-    probabilities as two threads."""
+@pytest.mark.parametrize("native", [False, True], ids=["onnx-attention", "native-attention"])
+def test_one_thread_spectf_runs_small_chunks_with_identical_results(monkeypatch, native):
+    """A batch worker has one ONNX Runtime thread: SpecTf then still runs small chunks per call
+    (CPU_CHUNK on ONNX Runtime's attention, NATIVE_CHUNK around the native kernel: the fast path of the
+    multi-threaded case, ~25 % less CPU than one call per batch), with the same probabilities as two
+    threads."""
+    from spectral_transformers.runtime.config import RuntimeConfig
     from spectral_transformers.runtime.models import spectf
     from support import built_model
 
@@ -396,15 +399,22 @@ def test_one_thread_spectf_runs_small_chunks_with_identical_results(monkeypatch)
     wl = np.linspace(410, 2450, 268).astype(np.float32)
     probs = {}
     for threads in (1, 2):
-        model = spectf.SpectfModel.load("spectf-cloud-v0.1.0", device="cpu", threads=threads)
-        single = model._single_threaded(model.probability_session())  # noqa: SLF001
+        model = spectf.SpectfModel.load("spectf-cloud-v0.1.0", device="cpu", threads=threads,
+                                        config=RuntimeConfig(native_attention=native))
+        if native:
+            if model.native_attention() is None:
+                pytest.skip(f"native attention: {model.native_attention_reason} (tests/test_native_attention.py "
+                            "fails in CI where it should exist)")
+            single, chunk = model.native_attention()[0], spectf.NATIVE_CHUNK  # the pre-attention session
+        else:
+            single, chunk = model._single_threaded(model.probability_session()), spectf.CPU_CHUNK  # noqa: SLF001
         sizes = []
         real_run = single.run
         monkeypatch.setattr(single, "run", lambda names, feeds, *a: sizes.append(len(feeds["spectra"]))
                             or real_run(names, feeds, *a))
         probs[threads], _ = model.predict(spectra, wl)
         monkeypatch.undo()
-        assert set(sizes) == {spectf.CPU_CHUNK} and sum(sizes) == 64, (threads, sizes)
+        assert set(sizes) == {chunk} and sum(sizes) == 64, (threads, sizes)
     np.testing.assert_array_equal(probs[1], probs[2])
 
 

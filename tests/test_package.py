@@ -85,6 +85,16 @@ def test_zip_content(built_zip):
     assert general["icon"] in rel
 
 
+def test_walked_tree_ships_each_file_once(tmp_path, monkeypatch):
+    """Without git (a copied tree, as in the QGIS chroots) the source tree is walked: built kernels and
+    everything else appear once in the ZIP."""
+    pkg = _package_module()
+    monkeypatch.setattr(pkg, "git_files", lambda tracked_only=False: None)
+    _, names = pkg.build(str(tmp_path), with_models="none")
+    assert len(names) == len(set(names)), sorted(n for n in set(names) if names.count(n) > 1)
+    assert all("/native/lib/" not in n or n.endswith(".so") for n in names)
+
+
 def test_selection_rules():
     pkg = _package_module()
     assert pkg.wanted("plugin.py") and pkg.wanted("runtime/styles.py") and pkg.wanted("resources/solar/x.csv")
