@@ -160,8 +160,9 @@ class RuntimeConfig:
 
     def describe(self):
         return (f"device {self.device}, {self.cpu_threads} CPU thread(s), blocks of {self.block_mb:g} MiB, "
-                f"{self.compression} compression" + ("" if self.native_attention else ", native attention off") + (f", model folders {', '.join(self.model_dirs)}"
-                                                     if self.model_dirs else ""))
+                f"{self.compression} compression"
+                + ("" if self.native_attention else ", native attention off")
+                + (f", model folders {', '.join(self.model_dirs)}" if self.model_dirs else ""))
 
 
 def _whole(value, name, minimum):

@@ -175,20 +175,19 @@ def write_attention_split(fused_path, card, model_dir):
     if len(nodes) != 1 or len(nodes[0].input) < 3:
         raise ValueError(f"{fused_path}: expected one MultiHeadAttention node with q, k, v inputs")
     node = nodes[0]
-    cuts = {"pre_attention": (list(INPUTS), list(node.input[:3]), ["q", "k", "v"]),
-            "post_attention": ([node.output[0]], ["probability", "logits"], None)}
+    q, k, v, out = *node.input[:3], node.output[0]
+    # (graph inputs, graph outputs, stable names for the tensors the exporter named)
+    cuts = {"pre_attention": (list(INPUTS), [q, k, v], {q: "q", k: "k", v: "v"}),
+            "post_attention": ([out], ["probability", "logits"], {out: "attention_output"})}
     written = []
-    for key, (inputs, outputs, rename) in cuts.items():
+    for key, (inputs, outputs, names) in cuts.items():
         target = Path(model_dir) / card["variants"][key]
         with tempfile.TemporaryDirectory() as tmp:
             cut = os.path.join(tmp, "cut.onnx")
             utils.extract_model(str(fused_path), cut, inputs, outputs)
             part = onnx.load(cut)
-        if rename:  # stable output names whatever the exporter called the projections
-            for old, new in zip(outputs, rename):
-                _rename(part.graph, old, new)
-        else:
-            _rename(part.graph, node.output[0], "attention_output")
+        for old, new in names.items():
+            _rename(part.graph, old, new)
         onnx.checker.check_model(part)
         part_card = {k: v for k, v in card.items() if k != "variants"}
         part_card.update(variant_of=card.get("id"), attention_form=key.replace("_", "-"))

@@ -164,37 +164,32 @@ class SpectfModel(OnnxModel):
     @property
     def solar_irradiance_path(self):
         """The model's own solar spectrum (card ``solar_irradiance_file``, beside the model), if present."""
-        name = self.card.get("solar_irradiance_file")
-        if not isinstance(name, str) or not name or os.path.isabs(name) or ".." in name.replace("\\", "/").split("/"):
+        return self._beside(self.card.get("solar_irradiance_file"))
+
+    def _beside(self, rel):
+        """The existing file at card path ``rel`` relative to the model (no absolute paths, no ``..``), or None."""
+        if not isinstance(rel, str) or not rel or os.path.isabs(rel) or ".." in rel.replace("\\", "/").split("/"):
             return None
-        path = os.path.join(os.path.dirname(self.path), name)
+        path = os.path.join(os.path.dirname(self.path), rel)
         return path if os.path.isfile(path) else None
+
+    def _variant_path(self, key):
+        variants = self.card.get("variants")
+        return self._beside(variants.get(key)) if isinstance(variants, dict) else None
 
     def probability_session(self):
         """Session for probability-only inference: the card's ``variants.probability_only`` graph when it
         exists beside the model and loads (no attention output; fused attention), else the model."""
         if self._probability_session is None:
             self._probability_session = self.session
-            variants = self.card.get("variants")
-            rel = variants.get("probability_only") if isinstance(variants, dict) else None
-            if isinstance(rel, str) and rel and not os.path.isabs(rel) and ".." not in rel.replace("\\", "/").split("/"):
-                path = os.path.join(os.path.dirname(self.path), rel)
-                if os.path.isfile(path):
-                    try:
-                        self._probability_session = onnx_backend.load_session(
-                            path, self.session.device, self._threads, self.parameter, config=self._config)
-                    except ModelError:
-                        pass  # e.g. an ONNX Runtime without the variant's fused contrib op: the full model is exact
+            path = self._variant_path("probability_only")
+            if path:
+                try:
+                    self._probability_session = onnx_backend.load_session(
+                        path, self.session.device, self._threads, self.parameter, config=self._config)
+                except ModelError:
+                    pass  # e.g. an ONNX Runtime without the variant's fused contrib op: the full model is exact
         return self._probability_session
-
-    def _variant_path(self, key):
-        variants = self.card.get("variants")
-        rel = variants.get(key) if isinstance(variants, dict) else None
-        if isinstance(rel, str) and rel and not os.path.isabs(rel) and ".." not in rel.replace("\\", "/").split("/"):
-            path = os.path.join(os.path.dirname(self.path), rel)
-            if os.path.isfile(path):
-                return path
-        return None
 
     def native_attention(self):
         """``(pre, post, heads, kernel)`` when the cloud mask's attention can run in the native kernel
@@ -293,54 +288,49 @@ class SpectfModel(OnnxModel):
         single = self._single_threaded(session)
         prob = np.empty(n, np.float32)
         att = np.empty((n, spectra.shape[1]), np.float32) if attention else None
-        parts = np.array_split(np.arange(0, n, CPU_CHUNK), min(workers, -(-n // CPU_CHUNK)))
+
+        def step(start, stop):
+            out = single.run(names, {"spectra": spectra[start:stop], "wavelengths": wl})
+            prob[start:stop] = np.asarray(out[0], dtype=np.float32).reshape(-1)
+            if attention:
+                att[start:stop] = out[1]
+
+        self._run_chunks(n, CPU_CHUNK, workers, step, monitor)
+        return prob, att
+
+    def _predict_native(self, spectra, wl, native, workers, monitor):
+        """Probabilities (N,) through ONNX Runtime (embedding, q/k/v projections) → native attention →
+        ONNX Runtime (output projection, feed-forward, pooling, head), NATIVE_CHUNK spectra at a time."""
+        pre, post, heads, kernel = native
+        prob = np.empty(spectra.shape[0], np.float32)
+
+        def step(start, stop):
+            q, k, v = pre.run(["q", "k", "v"], {"spectra": spectra[start:stop], "wavelengths": wl})
+            out = post.run(["probability"], {"attention_output": kernel.run(q, k, v, heads)})[0]
+            prob[start:stop] = np.asarray(out, dtype=np.float32).reshape(-1)
+
+        self._run_chunks(spectra.shape[0], NATIVE_CHUNK, workers, step, monitor)
+        return prob
+
+    def _run_chunks(self, n, chunk, workers, step, monitor):
+        """``step(start, stop)`` on the ``chunk``-sized slices of ``range(n)``: consecutive runs of them,
+        one per worker thread (in this thread when there is one); the monitor is checked before each."""
+        if n == 0:
+            return
+        parts = np.array_split(np.arange(0, n, chunk), min(workers, -(-n // chunk)))
 
         def work(starts):
             for start in starts:
                 if monitor is not None:
                     monitor.check()
-                stop = min(n, start + CPU_CHUNK)
-                out = single.run(names, {"spectra": spectra[start:stop], "wavelengths": wl})
-                prob[start:stop] = np.asarray(out[0], dtype=np.float32).reshape(-1)
-                if attention:
-                    att[start:stop] = out[1]
+                step(start, min(n, start + chunk))
 
-        self._parallel(work, parts, workers)
-        return prob, att
-
-    def _parallel(self, work, parts, workers):
-        if workers == 1 or len(parts) == 1:
-            for part in parts:
-                work(part)
+        if len(parts) == 1:
+            work(parts[0])
             return
         futures = [self._executor(workers).submit(work, part) for part in parts if len(part)]
         for future in futures:
             future.result()  # re-raises Cancelled or an inference error from a worker
-
-    def _predict_native(self, spectra, wl, native, workers, monitor):
-        """Probabilities (N,) through ONNX Runtime (embedding, q/k/v projections) → native attention →
-        ONNX Runtime (output projection, feed-forward, pooling, head), NATIVE_CHUNK spectra at a time,
-        one chunk per core."""
-        pre, post, heads, kernel = native
-        n = spectra.shape[0]
-        prob = np.empty(n, np.float32)
-        if n == 0:
-            return prob
-        parts = np.array_split(np.arange(0, n, NATIVE_CHUNK), min(workers, -(-n // NATIVE_CHUNK)))
-
-        def work(starts):
-            for start in starts:
-                if monitor is not None:
-                    monitor.check()
-                stop = min(n, start + NATIVE_CHUNK)
-                q, k, v = pre.run(["q", "k", "v"], {"spectra": spectra[start:stop], "wavelengths": wl})
-                out = kernel.run(q, k, v, heads)
-                prob[start:stop] = np.asarray(post.run(["probability"], {"attention_output": out})[0],
-                                              dtype=np.float32).reshape(-1)
-
-        self._parallel(work, parts, workers)
-        return prob
-
 
 def keep_bands(wavelength_nm, drop_ranges_nm=DEFAULT_DROP_RANGES_NM):
     """Boolean mask of bands whose centre (nm) lies outside every inclusive drop range."""

@@ -22,6 +22,23 @@ long spectf_attention_workspace(long s)
     return HD * sp + 16 * s + HD * 16 + 16; /* q transposed, scores, output block, alignment slack */
 }
 
+/* q of head h as (8, sp): query rows contiguous per channel, zero rows past s */
+static void transpose_q(const float *qb, long s, long dm, long h, float *qt, long sp)
+{
+    for (long i = 0; i < sp; i++)
+        for (int d = 0; d < HD; d++)
+            qt[d * sp + i] = i < s ? qb[i * dm + h * HD + d] : 0.f;
+}
+
+/* one block's output (8, w) back to rows i0 .. min(i0 + w, s) of head h */
+static void scatter_out(const float *ot, long w, float *ob, long i0, long s, long dm, long h)
+{
+    long iend = i0 + w < s ? i0 + w : s;
+    for (long i = i0; i < iend; i++)
+        for (int d = 0; d < HD; d++)
+            ob[i * dm + h * HD + d] = ot[d * w + (i - i0)];
+}
+
 /* ---------------------------------------------------------------- AVX-512F (16 rows per block) */
 #pragma GCC push_options
 #pragma GCC target("avx512f,fma")
@@ -42,9 +59,7 @@ static inline __m512 exp2m_512(__m512 s, __m512 mlog2e)
 static void head_512(const float *qb, const float *kb, const float *vb, float *ob,
                      long s, long dm, long h, float *qt, long sp, float *sc, float *ot)
 {
-    for (long i = 0; i < sp; i++)
-        for (int d = 0; d < HD; d++)
-            qt[d * sp + i] = i < s ? qb[i * dm + h * HD + d] : 0.f;
+    transpose_q(qb, s, dm, h, qt, sp);
     for (long i0 = 0; i0 < sp; i0 += 16) {
         __m512 q0 = _mm512_load_ps(qt + 0 * sp + i0), q1 = _mm512_load_ps(qt + 1 * sp + i0);
         __m512 q2 = _mm512_load_ps(qt + 2 * sp + i0), q3 = _mm512_load_ps(qt + 3 * sp + i0);
@@ -88,10 +103,7 @@ static void head_512(const float *qb, const float *kb, const float *vb, float *o
         _mm512_store_ps(ot + 32, _mm512_mul_ps(o2, r));  _mm512_store_ps(ot + 48, _mm512_mul_ps(o3, r));
         _mm512_store_ps(ot + 64, _mm512_mul_ps(o4, r));  _mm512_store_ps(ot + 80, _mm512_mul_ps(o5, r));
         _mm512_store_ps(ot + 96, _mm512_mul_ps(o6, r));  _mm512_store_ps(ot + 112, _mm512_mul_ps(o7, r));
-        long iend = i0 + 16 < s ? i0 + 16 : s;
-        for (long i = i0; i < iend; i++)
-            for (int d = 0; d < HD; d++)
-                ob[i * dm + h * HD + d] = ot[d * 16 + (i - i0)];
+        scatter_out(ot, 16, ob, i0, s, dm, h);
     }
 }
 #pragma GCC pop_options
@@ -118,9 +130,7 @@ static inline __m256 exp2m_256(__m256 s, __m256 mlog2e)
 static void head_256(const float *qb, const float *kb, const float *vb, float *ob,
                      long s, long dm, long h, float *qt, long sp, float *sc, float *ot)
 {
-    for (long i = 0; i < sp; i++)
-        for (int d = 0; d < HD; d++)
-            qt[d * sp + i] = i < s ? qb[i * dm + h * HD + d] : 0.f;
+    transpose_q(qb, s, dm, h, qt, sp);
     for (long i0 = 0; i0 < sp; i0 += 8) {
         __m256 q0 = _mm256_load_ps(qt + 0 * sp + i0), q1 = _mm256_load_ps(qt + 1 * sp + i0);
         __m256 q2 = _mm256_load_ps(qt + 2 * sp + i0), q3 = _mm256_load_ps(qt + 3 * sp + i0);
@@ -164,10 +174,7 @@ static void head_256(const float *qb, const float *kb, const float *vb, float *o
         _mm256_store_ps(ot + 16, _mm256_mul_ps(o2, r)); _mm256_store_ps(ot + 24, _mm256_mul_ps(o3, r));
         _mm256_store_ps(ot + 32, _mm256_mul_ps(o4, r)); _mm256_store_ps(ot + 40, _mm256_mul_ps(o5, r));
         _mm256_store_ps(ot + 48, _mm256_mul_ps(o6, r)); _mm256_store_ps(ot + 56, _mm256_mul_ps(o7, r));
-        long iend = i0 + 8 < s ? i0 + 8 : s;
-        for (long i = i0; i < iend; i++)
-            for (int d = 0; d < HD; d++)
-                ob[i * dm + h * HD + d] = ot[d * 8 + (i - i0)];
+        scatter_out(ot, 8, ob, i0, s, dm, h);
     }
 }
 #pragma GCC pop_options
