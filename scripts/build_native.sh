@@ -2,7 +2,7 @@
 # Build the native SpecTf attention kernel (runtime/native/spectf_attention.c) for this platform into
 # runtime/native/lib/<platform>/ (a build output, gitignored; the release ZIP carries it). Linux x86-64
 # with a C compiler only; elsewhere it says so and exits 0: the runtime then uses ONNX Runtime's
-# attention. One source for AVX-512F and AVX2 + FMA, chosen at run time (no -march).
+# attention. One source for AVX-512 and AVX2 + FMA, chosen at run time (no -march).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 src=$here/runtime/native/spectf_attention.c

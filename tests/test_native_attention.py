@@ -66,6 +66,47 @@ def test_peaked_and_extreme_scores_stay_exact(kernel):
             np.testing.assert_allclose(out, ref, atol=tol, rtol=0)
 
 
+def blocks(n, s, heads, isa):
+    return n * heads * -(-s // (16 if isa == 2 else 8))
+
+
+def test_one_pass_blocks_and_their_fallback(kernel):
+    """On AVX-512, ordinary rows take the one-pass form (no row max); a block with a row whose sum would
+    leave float32's safe range — a peaked row (scores ≈ 2^10 in log2 units), a row of only very negative
+    scores (every exponential below 2^-126 without the max shift) or outputs that overflow (huge v) —
+    is recomputed with the exact max, so every case still matches the reference. AVX2 always uses the
+    exact max."""
+    n, s, heads = 2, 40, 8
+    q, k, v = qkv(n, s, heads, seed=5)
+    base_ref = native.reference(q, k, v, heads)
+    for isa in isas(kernel):
+        out, exact = kernel.run_counted(q, k, v, heads, isa=isa)
+        np.testing.assert_allclose(out, base_ref, atol=2e-6, rtol=1e-5)
+        assert exact == (0 if isa == 2 else blocks(n, s, heads, isa))
+
+    peaked, negative, huge = (a.copy() for a in (q, q, v))
+    peaked[0, 3, 0:8] = 400.0 * k[0, 7, 0:8] / np.linalg.norm(k[0, 7, 0:8])  # row 3, head 0: one score ≫
+    k_pos = k.copy()
+    k_pos[1, :, 8] = np.abs(k_pos[1, :, 8]) + 1.0  # head 1 of spectrum 1: channel 0 of every key > 1 ...
+    negative[1, 20, 8:16] = 0.0
+    negative[1, 20, 8] = -200.0  # ... and row 20's query points away from all of them: scores < -200
+    huge[0, :, 16:24] = 1e36  # head 2 of spectrum 0: P·V overflows unless the max is subtracted
+    big_scores = q.copy()
+    big_scores[0, :, 16:24] *= 6.0  # ... with row sums ≈ 2^40 in the one-pass form
+    cases = {"peaked": (peaked, k, v), "only very negative scores": (negative, k_pos, v),
+             "outputs that overflow": (big_scores, k, huge)}
+    for name, (qc, kc, vc) in cases.items():
+        ref = native.reference(qc, kc, vc, heads)
+        scale = np.abs(ref).max(axis=1, keepdims=True)  # per spectrum and channel
+        for isa in isas(kernel):
+            out, exact = kernel.run_counted(qc, kc, vc, heads, isa=isa)
+            assert np.isfinite(out).all(), name
+            np.testing.assert_allclose(out / scale, ref / scale, atol=2e-6, err_msg=name)
+            if isa == 2:
+                assert exact >= 1, f"{name}: the block should have taken the exact-max path"
+                assert exact < blocks(n, s, heads, isa), f"{name}: only the affected blocks take it"
+
+
 def test_caller_floating_point_state_is_restored(kernel):
     """The kernel flushes denormals only during its call: NumPy in the same thread still makes them."""
     q, k, v = qkv(1, 20, 8, scale=30.0)
@@ -96,10 +137,10 @@ def test_library_guards(kernel):
     buf = np.zeros(64 * 4, np.float32)
     work = np.zeros(kernel.workspace(4), np.float32)
     ptr = buf.ctypes.data_as(p)
-    assert lib.spectf_attention(ptr, ptr, ptr, ptr, 1, 4, 4, 16, work.ctypes.data_as(p), work.size, 1) == -1
-    assert lib.spectf_attention(ptr, ptr, ptr, ptr, 1, 4, 8, 8, work.ctypes.data_as(p), work.size - 1, 1) == -2
-    assert lib.spectf_attention(ptr, ptr, ptr, ptr, 1, 4, 8, 8, work.ctypes.data_as(p), work.size, 3) == -3
-    assert lib.spectf_attention(ptr, ptr, ptr, ptr, 1, 4, 8, 8, work.ctypes.data_as(p), work.size, 1) == 0
+    assert lib.spectf_attention(ptr, ptr, ptr, ptr, 1, 4, 4, 16, work.ctypes.data_as(p), work.size, 1, None) == -1
+    assert lib.spectf_attention(ptr, ptr, ptr, ptr, 1, 4, 8, 8, work.ctypes.data_as(p), work.size - 1, 1, None) == -2
+    assert lib.spectf_attention(ptr, ptr, ptr, ptr, 1, 4, 8, 8, work.ctypes.data_as(p), work.size, 3, None) == -3
+    assert lib.spectf_attention(ptr, ptr, ptr, ptr, 1, 4, 8, 8, work.ctypes.data_as(p), work.size, 1, None) == 0
 
 
 def test_missing_library_says_why(tmp_path):

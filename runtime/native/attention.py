@@ -4,7 +4,7 @@
 q — the computation of SpecTf's ``com.microsoft::MultiHeadAttention`` node (``scale = 1``), ≈ 3× faster
 than ONNX Runtime's CPU kernel on one core (``bench/spectf_speed.py``). The library is looked up in
 ``lib/<platform>/`` beside this file (``scripts/build_native.sh``); where it is missing, does not load
-or the CPU has neither AVX-512F nor AVX2 + FMA, :func:`kernel` returns None with the reason in
+or the CPU has neither AVX-512 (F, DQ) nor AVX2 + FMA, :func:`kernel` returns None with the reason in
 :func:`unavailable_reason` and callers keep ONNX Runtime's attention. ctypes releases the GIL during
 the call, so threads run it in parallel."""
 import ctypes
@@ -17,7 +17,7 @@ import numpy as np
 
 HEAD_DIM = 8
 LIB_NAME = "libspectf_attention.so"
-ISA_NAMES = {2: "AVX-512F", 1: "AVX2+FMA"}
+ISA_NAMES = {2: "AVX-512", 1: "AVX2+FMA"}
 
 _lock = threading.Lock()
 _state = {}
@@ -33,7 +33,7 @@ def library_path(tag=None):
 
 
 class AttentionKernel:
-    """The loaded library. ``isa``: 2 (AVX-512F) or 1 (AVX2 + FMA); :meth:`run` computes one batch."""
+    """The loaded library. ``isa``: 2 (AVX-512 F + DQ) or 1 (AVX2 + FMA); :meth:`run` computes one batch."""
 
     def __init__(self, lib, isa):
         self._lib, self.isa = lib, isa
@@ -45,6 +45,11 @@ class AttentionKernel:
 
     def run(self, q, k, v, heads, out=None, isa=None):
         """Attention output (N, S, heads·8) float32 for q, k, v (N, S, heads·8) float32."""
+        return self.run_counted(q, k, v, heads, out, isa)[0]
+
+    def run_counted(self, q, k, v, heads, out=None, isa=None):
+        """(output, row blocks computed with an exact row max): on AVX-512 only very peaked rows take
+        that path (the one-pass form covers the rest); on AVX2 every block does."""
         q, k, v = (np.ascontiguousarray(a, dtype=np.float32) for a in (q, k, v))
         if q.ndim != 3 or q.shape != k.shape or q.shape != v.shape or q.shape[2] != heads * HEAD_DIM:
             raise ValueError(f"q, k, v must share the shape (N, S, {heads}·{HEAD_DIM}); got "
@@ -55,15 +60,17 @@ class AttentionKernel:
         elif out.shape != q.shape or out.dtype != np.float32 or not out.flags.c_contiguous:
             raise ValueError(f"out must be a C-contiguous float32 array of shape {q.shape}")
         if n == 0:
-            return out
+            return out, 0
         work = np.empty(self.workspace(s), np.float32)
         ptr = ctypes.POINTER(ctypes.c_float)
+        exact = ctypes.c_long(0)
         rc = self._lib.spectf_attention(q.ctypes.data_as(ptr), k.ctypes.data_as(ptr), v.ctypes.data_as(ptr),
                                         out.ctypes.data_as(ptr), n, s, int(heads), HEAD_DIM,
-                                        work.ctypes.data_as(ptr), work.size, int(isa or self.isa))
+                                        work.ctypes.data_as(ptr), work.size, int(isa or self.isa),
+                                        ctypes.byref(exact))
         if rc != 0:
             raise RuntimeError(f"spectf_attention returned {rc} for shape {q.shape}, {heads} heads")
-        return out
+        return out, exact.value
 
 
 def _load(path):
@@ -77,11 +84,12 @@ def _load(path):
     c_long, c_float_p = ctypes.c_long, ctypes.POINTER(ctypes.c_float)
     lib.spectf_attention_workspace.argtypes, lib.spectf_attention_workspace.restype = [c_long], c_long
     lib.spectf_attention_isa.argtypes, lib.spectf_attention_isa.restype = [], ctypes.c_int
-    lib.spectf_attention.argtypes = [c_float_p] * 4 + [c_long] * 4 + [c_float_p, c_long, ctypes.c_int]
+    lib.spectf_attention.argtypes = ([c_float_p] * 4 + [c_long] * 4 + [c_float_p, c_long, ctypes.c_int,
+                                                                   ctypes.POINTER(c_long)])
     lib.spectf_attention.restype = ctypes.c_int
     isa = int(lib.spectf_attention_isa())
     if isa not in ISA_NAMES:
-        return None, "this CPU has neither AVX-512F nor AVX2 + FMA, which the native attention kernel needs"
+        return None, "this CPU has neither AVX-512 (F, DQ) nor AVX2 + FMA, which the native attention kernel needs"
     return AttentionKernel(lib, isa), None
 
 
