@@ -359,7 +359,8 @@ def worker_levers(args):
             self.isa = isa
 
         def run(self, names, feeds):
-            q, k, v = self.pre.run(["q", "k", "v"], feeds)
+            n, s = feeds["spectra"].shape
+            q, k, v = (a.reshape(n, s, -1) for a in self.pre.run(["q", "k", "v"], feeds))
             return self.post.run(names, {"attention_output": kernel.run(q, k, v, card["attention_heads"], isa=self.isa)})
 
     runs, reference = [], None

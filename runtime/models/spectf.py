@@ -305,7 +305,8 @@ class SpectfModel(OnnxModel):
         prob = np.empty(spectra.shape[0], np.float32)
 
         def step(start, stop):
-            q, k, v = pre.run(["q", "k", "v"], {"spectra": spectra[start:stop], "wavelengths": wl})
+            q, k, v = (a.reshape(stop - start, wl.size, -1)  # (N·S, 64) in our exports: views
+                       for a in pre.run(["q", "k", "v"], {"spectra": spectra[start:stop], "wavelengths": wl}))
             out = post.run(["probability"], {"attention_output": kernel.run(q, k, v, heads)})[0]
             prob[start:stop] = np.asarray(out, dtype=np.float32).reshape(-1)
 
