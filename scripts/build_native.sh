@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Build the native SpecTf attention kernel (runtime/native/spectf_attention.c) for this platform into
+# Build the native SpecTf kernels (runtime/native/spectf_attention.c: attention; spectf_forward.c: the
+# whole forward pass around it) into one library for this platform in
 # runtime/native/lib/<platform>/ (a build output, gitignored; the release ZIP carries it). Linux x86-64
 # with a C compiler only; elsewhere it says so and exits 0: the runtime then uses ONNX Runtime's
-# attention. One source for AVX-512 and AVX2 + FMA, chosen at run time (no -march).
+# attention. AVX-512 and AVX2 + FMA paths chosen at run time (no -march; the whole forward pass is
+# AVX-512 only).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-src=$here/runtime/native/spectf_attention.c
+native=$here/runtime/native
+srcs=("$native/spectf_attention.c" "$native/spectf_forward.c")
 tag=$(/usr/bin/python3 -c 'import sys, platform; print(f"{sys.platform}-{platform.machine().lower()}")')
 out=$here/runtime/native/lib/$tag/libspectf_attention.so
 cc=${CC:-cc}
@@ -16,9 +19,11 @@ if ! command -v "$cc" >/dev/null; then
   echo "build_native: no C compiler ($cc): native attention kernel NOT built (ONNX Runtime's attention is used)"
   exit 0
 fi
-if [ -f "$out" ] && [ "$out" -nt "$src" ] && [ "$out" -nt "$0" ]; then exit 0; fi
+fresh=1
+for f in "${srcs[@]}" "$native/spectf_native.h" "$0"; do [ -f "$out" ] && [ "$out" -nt "$f" ] || fresh=0; done
+[ $fresh = 1 ] && exit 0
 mkdir -p "$(dirname "$out")"
 tmp=$out.partial.$$
-"$cc" -O2 -fPIC -shared -Wall -fno-strict-aliasing -o "$tmp" "$src"
+"$cc" -O2 -fPIC -shared -Wall -fno-strict-aliasing -fvisibility=default -o "$tmp" "${srcs[@]}" -lm
 mv -f "$tmp" "$out"
 echo "build_native: built $out"

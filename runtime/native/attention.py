@@ -39,6 +39,11 @@ class AttentionKernel:
         self._lib, self.isa = lib, isa
         self.isa_name = ISA_NAMES[isa]
 
+    @property
+    def library(self):
+        """The loaded ctypes library (it also holds the forward pass: :mod:`.forward`)."""
+        return self._lib
+
     def workspace(self, s):
         """Scratch floats one call needs for S tokens (q transposed, one block's scores, slack)."""
         return int(self._lib.spectf_attention_workspace(int(s)))

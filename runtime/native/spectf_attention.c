@@ -23,6 +23,8 @@
  * Build: gcc -O2 -fPIC -shared (no -march: each path carries its own target attribute). */
 #include <immintrin.h>
 
+#include "spectf_native.h"
+
 #define HD 8
 #define LOG2E 1.44269504088896341f
 
@@ -91,20 +93,6 @@ static void scatter_out(const float *ot, long w, float *ob, long i0, long s, lon
 /* ---------------------------------------------------------------- AVX-512 (16 rows per block) */
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512dq,fma")
-/* 2^t = 2^floor(t) · p(t - floor(t)), p the degree-5 minimax fit of 2^f on [0, 1] (relative error
- * 1.5e-7); 0 once below float32's range (FTZ) */
-static inline __m512 exp2_512(__m512 t)
-{
-    __m512 f = _mm512_reduce_ps(t, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC); /* t - floor(t) */
-    __m512 p = _mm512_set1_ps(0.0018775470089167356f);
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.008989321999251842f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.05582642927765846f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.24015353620052338f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.6931530833244324f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.9999999403953552f));
-    return _mm512_scalef_ps(p, t); /* p · 2^floor(t) */
-}
-
 /* 16 log2-unit scores of key j for the block's rows (q: 8 channel vectors; two chains of 4 FMAs) */
 static inline __m512 scores_512(const __m512 *q, const float *kj)
 {
@@ -153,7 +141,7 @@ static int block_one_pass_512(const float *qt, long sp, const float *kh, const f
         o[d] = l;
     }
     for (long j = 0; j < s; j++, kh += dm, vh += dm) {
-        __m512 p = exp2_512(scores_512(q, kh));
+        __m512 p = spectf_exp2_512(scores_512(q, kh));
         l = _mm512_add_ps(l, p);
         accumulate_512(o, p, vh);
     }
@@ -179,7 +167,7 @@ static void block_exact_512(const float *qt, long sp, const float *kh, const flo
         m = _mm512_max_ps(m, t);
     }
     for (long j = 0; j < s; j++, vh += dm) {
-        __m512 p = exp2_512(_mm512_sub_ps(_mm512_load_ps(sc + 16 * j), m));
+        __m512 p = spectf_exp2_512(_mm512_sub_ps(_mm512_load_ps(sc + 16 * j), m));
         l = _mm512_add_ps(l, p);
         accumulate_512(o, p, vh);
     }
@@ -199,6 +187,17 @@ static long head_512(const float *qb, const float *kb, const float *vb, float *o
         scatter_out(ot, 16, ob, i0, s, dm, h);
     }
     return exact;
+}
+
+/* One head of one (s, dm) q, k, v on AVX-512 with the layout of spectf_attention's workspace (``work``:
+ * spectf_attention_workspace(s) floats, any alignment), for spectf_forward.c; the caller sets FTZ/DAZ.
+ * Returns the row blocks computed with an exact row max. */
+long spectf_attention_head_avx512(const float *qb, const float *kb, const float *vb, float *ob, long s, long dm,
+                                  long h, float *work)
+{
+    long sp = (s + 15) & ~15L;
+    float *qt = (float *)(((unsigned long)work + 63) & ~63UL), *sc = qt + HD * sp, *ot = sc + 16 * s;
+    return head_512(qb, kb, vb, ob, s, dm, h, qt, sp, sc, ot);
 }
 #pragma GCC pop_options
 
