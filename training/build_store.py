@@ -37,6 +37,7 @@ def write_solar_csv(npy_path, csv_path):
 def _up_to_date(target, sources):
     variants = [target.parent / "variants" / f"{target.stem}.{kind}.onnx"
                 for kind in ("probability", "pre-attention", "post-attention")]
+    variants.append(target.parent / "variants" / f"{target.stem}.native.npz")
     if not target.exists() or not target.with_suffix(".json").exists() or not all(v.exists() for v in variants):
         return False
     newest = max(p.stat().st_mtime for p in sources if p.exists())

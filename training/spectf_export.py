@@ -152,7 +152,8 @@ def export_module(model, path, card, opset=OPSET, example_bands=268, probability
     variants = {"probability_only": f"{VARIANT_DIR}/{stem}.probability.onnx"}
     if form == "fused":
         variants.update(pre_attention=f"{VARIANT_DIR}/{stem}.pre-attention.onnx",
-                        post_attention=f"{VARIANT_DIR}/{stem}.post-attention.onnx")
+                        post_attention=f"{VARIANT_DIR}/{stem}.post-attention.onnx",
+                        native_weights=f"{VARIANT_DIR}/{stem}.native.npz")
         card = dict(card, attention_heads=int(model.layers[0].attention.attention.num_heads))
     card = dict(card, variants=variants)
     save_with_card(proto, path, card)
@@ -184,7 +185,7 @@ def write_attention_split(fused_path, card, model_dir):
     # (graph inputs, graph outputs, stable names for the tensors the exporter named)
     cuts = {"pre_attention": (list(INPUTS), [q, k, v], {q: "q", k: "k", v: "v"}),
             "post_attention": ([out], ["probability", "logits"], {out: "attention_output"})}
-    written = []
+    written, parts = [], {}
     for key, (inputs, outputs, names) in cuts.items():
         target = Path(model_dir) / card["variants"][key]
         with tempfile.TemporaryDirectory() as tmp:
@@ -198,7 +199,47 @@ def write_attention_split(fused_path, card, model_dir):
         part_card.update(variant_of=card.get("id"), attention_form=key.replace("_", "-"))
         part.producer_name = "spectral_transformers.training"
         written.append(save_with_card(part, target, part_card))
+        parts[key] = part
+    if "native_weights" in card["variants"]:
+        target = Path(model_dir) / card["variants"]["native_weights"]
+        write_native_weights(parts["pre_attention"], parts["post_attention"], target)
+        written.append(target)
     return written
+
+
+#: The compute nodes (shape plumbing left out) of the graphs the C forward pass reproduces
+#: (runtime/native/spectf_forward.c), in graph order.
+NATIVE_PRE_OPS = ("Mul", "Add", "Mul", "Add", "Tanh", "LayerNormalization", "Gemm", "Gemm", "Gemm")
+NATIVE_POST_OPS = ("Gemm", "LayerNormalization", "Gemm", "Div", "Erf", "Add", "Mul", "Mul", "Gemm", "ReduceMax",
+                   "Gemm", "Softmax")
+_PLUMBING = {"Shape", "Constant", "Gather", "Unsqueeze", "Concat", "Reshape"}
+
+
+def write_native_weights(pre, post, target):
+    """The weights of the pre/post-attention graphs (ONNX protos) as the native forward pass reads them
+    (``variants.native_weights``, :func:`~..runtime.native.forward.write_weights`); raises ValueError
+    when the graphs are not the one-layer SpecTf that pass computes."""
+    from onnx import numpy_helper
+
+    from ..runtime.native.forward import write_weights
+
+    for name, proto, expected in (("pre", pre, NATIVE_PRE_OPS), ("post", post, NATIVE_POST_OPS)):
+        shape_values, ops = set(), []  # tensors computed from shapes and constants only (e.g. N·S)
+        for n in proto.graph.node:
+            if n.op_type in ("Shape", "Constant") or (n.input and all(i in shape_values for i in n.input)):
+                shape_values.update(n.output)
+            elif n.op_type not in _PLUMBING:
+                ops.append(n.op_type)
+        ops = tuple(ops)
+        if ops != expected:
+            raise ValueError(f"the {name}-attention graph computes {ops}, not the native forward pass's {expected}")
+    arrays = {i.name: numpy_helper.to_array(i) for g in (pre.graph, post.graph) for i in g.initializer}
+    for proto, key in ((pre, "norm1.epsilon"), (post, "norm2.epsilon")):
+        node = next(n for n in proto.graph.node if n.op_type == "LayerNormalization")
+        eps = [a.f for a in node.attribute if a.name == "epsilon"]
+        arrays[key] = eps[0] if eps else 1e-5  # ONNX's default
+    Path(target).parent.mkdir(parents=True, exist_ok=True)
+    write_weights(target, arrays)
 
 
 def write_probability_variant(path, card, model=None, attention="explicit", target=None):
