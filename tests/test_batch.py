@@ -383,12 +383,12 @@ def test_scheduler_address_uses_an_existing_cluster(client, tmp_path):
     assert os.path.isfile(rec["outputs"]["OUTPUT"])
 
 
-@pytest.mark.parametrize("native", [False, True], ids=["onnx-attention", "native-attention"])
-def test_one_thread_spectf_runs_small_chunks_with_identical_results(monkeypatch, native):
+@pytest.mark.parametrize("path", ["onnx-attention", "native-attention", "native-forward"])
+def test_one_thread_spectf_runs_small_chunks_with_identical_results(monkeypatch, path):
     """A batch worker has one ONNX Runtime thread: SpecTf then still runs small chunks per call
-    (CPU_CHUNK on ONNX Runtime's attention, NATIVE_CHUNK around the native kernel: the fast path of the
-    multi-threaded case, ~25 % less CPU than one call per batch), with the same probabilities as two
-    threads."""
+    (CPU_CHUNK on ONNX Runtime's attention, NATIVE_CHUNK around the native kernel, FORWARD_CHUNK in the
+    native forward pass: the fast path of the multi-threaded case, ~25 % less CPU than one call per
+    batch), with the same probabilities as two threads."""
     from spectral_transformers.runtime.config import RuntimeConfig
     from spectral_transformers.runtime.models import spectf
     from support import built_model
@@ -400,18 +400,26 @@ def test_one_thread_spectf_runs_small_chunks_with_identical_results(monkeypatch,
     probs = {}
     for threads in (1, 2):
         model = spectf.SpectfModel.load("spectf-cloud-v0.1.0", device="cpu", threads=threads,
-                                        config=RuntimeConfig(native_attention=native))
-        if native:
+                                        config=RuntimeConfig(native_attention=path != "onnx-attention"))
+        if path == "native-forward":
+            if model.native_forward() is None:
+                pytest.skip(f"native forward pass: {model.native_forward_reason} (tests/test_native_forward.py "
+                            "fails in CI where it should exist)")
+            single, chunk = model.native_forward(), spectf.FORWARD_CHUNK
+            count = (lambda args: len(args[0]))
+        elif path == "native-attention":
             if model.native_attention() is None:
                 pytest.skip(f"native attention: {model.native_attention_reason} (tests/test_native_attention.py "
                             "fails in CI where it should exist)")
+            monkeypatch.setattr(model, "native_forward", lambda: None)  # the kernel between the ONNX graphs
             single, chunk = model.native_attention()[0], spectf.NATIVE_CHUNK  # the pre-attention session
+            count = (lambda args: len(args[1]["spectra"]))
         else:
             single, chunk = model._single_threaded(model.probability_session()), spectf.CPU_CHUNK  # noqa: SLF001
+            count = (lambda args: len(args[1]["spectra"]))
         sizes = []
         real_run = single.run
-        monkeypatch.setattr(single, "run", lambda names, feeds, *a: sizes.append(len(feeds["spectra"]))
-                            or real_run(names, feeds, *a))
+        monkeypatch.setattr(single, "run", lambda *a, **k: sizes.append(count(a)) or real_run(*a, **k))
         probs[threads], _ = model.predict(spectra, wl)
         monkeypatch.undo()
         assert set(sizes) == {chunk} and sum(sizes) == 64, (threads, sizes)

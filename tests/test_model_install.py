@@ -51,7 +51,7 @@ def _spectf_bundle(folder, model_id="spectf-copy"):
     (folder / f"{model_id}.json").write_text(json.dumps(card))
     shutil.copy(MODELS / card["solar_irradiance_file"], folder / card["solar_irradiance_file"])
     (folder / "variants").mkdir(exist_ok=True)
-    for variant in card["variants"].values():  # probability-only and pre/post-attention graphs
+    for variant in card["variants"].values():  # probability-only, pre/post-attention graphs, native weights
         shutil.copy(MODELS / variant, folder / variant)
     return folder
 
@@ -80,7 +80,8 @@ def test_zip_over_http_with_sha256_installs_and_resolves(server, tmp_path):
     assert _listing(target) == sorted(["spectf-copy.json", "spectf-copy.onnx", "spectf-cloud-v0.1.0.solar.csv",
                                        "variants/spectf-cloud-v0.1.0.probability.onnx",
                                        "variants/spectf-cloud-v0.1.0.pre-attention.onnx",
-                                       "variants/spectf-cloud-v0.1.0.post-attention.onnx"])
+                                       "variants/spectf-cloud-v0.1.0.post-attention.onnx",
+                                       "variants/spectf-cloud-v0.1.0.native.npz"])
     assert monitor.fractions[-1] == 1.0 and monitor.fractions == sorted(monitor.fractions)
     entry = registry.resolve("spectf-copy", extra_dirs=[str(target)], task="spectral-cloud-mask")
     assert entry.path == str(target / "spectf-copy.onnx")
@@ -88,11 +89,13 @@ def test_zip_over_http_with_sha256_installs_and_resolves(server, tmp_path):
 
     model = spectf.SpectfModel.load(entry, device="cpu")
     assert model.solar_irradiance_path == str(target / "spectf-cloud-v0.1.0.solar.csv")
+    if model.native_attention() is not None and model.native_attention()[3].isa == 2:
+        assert model.native_forward() is not None, model.native_forward_reason  # its weights came along
     # installed again: refused unless replacing
     with pytest.raises(ModelError, match="source: model 'spectf-copy' is already installed"):
         model_install.install_model(f"{url}/spectf-copy.zip", models_dir=str(target))
     model_install.install_model(f"{url}/spectf-copy.zip", models_dir=str(target), overwrite=True)
-    assert "spectf-copy.onnx" in _listing(target) and len(_listing(target)) == 6
+    assert "spectf-copy.onnx" in _listing(target) and len(_listing(target)) == 7
 
 
 def test_onnx_file_with_sidecar_and_onnx_url_with_card_url(server, tmp_path):

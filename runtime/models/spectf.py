@@ -40,6 +40,11 @@ CPU_CHUNK = 4
 #: Spectra per chunk on the native-attention path (ONNX Runtime before and after the kernel): two
 #: short ONNX runs and one kernel call per chunk; 8 keeps a chunk's q, k, v (0.5 MiB each) in L2.
 NATIVE_CHUNK = 8
+#: Spectra per call of the native forward pass (:mod:`..native.forward`): one spectrum's tensors at a
+#: time stay in L2 whatever the chunk; 32 (≈ 10 ms on one core) is the granularity of cancelling.
+FORWARD_CHUNK = 32
+#: Largest |Δp| accepted between the native forward pass and the ONNX graphs in the check at load.
+FORWARD_CHECK_ATOL = 1e-4
 #: Wavelength mismatch (nm) above which the "trained on EMIT" warning is given.
 WAVELENGTH_TOLERANCE_NM = 1.0
 
@@ -107,6 +112,7 @@ class SpectfModel(OnnxModel):
             raise
         self._probability_session = None
         self._native, self._native_reason = None, None
+        self._forward, self._forward_reason = None, None
         self._pool, self._pool_workers = None, 0
         self._pool_lock = threading.Lock()
         if not self.card:
@@ -206,12 +212,29 @@ class SpectfModel(OnnxModel):
         self.native_attention()
         return self._native_reason
 
+    def native_forward(self):
+        """The :class:`~..native.forward.NativeForward` (the whole forward pass in C) where
+        :meth:`native_attention` is available, the card names ``variants.native_weights``, the CPU has
+        AVX-512 and the pass agrees with the ONNX graphs on constructed spectra (within
+        :data:`FORWARD_CHECK_ATOL`); else None, with the reason in :attr:`native_forward_reason`."""
+        if self._forward is None and self._forward_reason is None:
+            self._forward, self._forward_reason = self._load_forward()
+        return self._forward
+
+    @property
+    def native_forward_reason(self):
+        self.native_forward()
+        return self._forward_reason
+
     def attention_engine(self):
         """For the log: which code computes the cloud mask's attention, and why."""
         native = self.native_attention()
-        if native is not None:
-            return f"SpecTf attention: native kernel ({native[3].isa_name}), projections in ONNX Runtime"
-        return f"SpecTf attention: ONNX Runtime ({self._native_reason})"
+        if native is None:
+            return f"SpecTf attention: ONNX Runtime ({self._native_reason})"
+        if self.native_forward() is not None:
+            return f"SpecTf attention: native kernel ({native[3].isa_name}), the whole forward pass native"
+        return (f"SpecTf attention: native kernel ({native[3].isa_name}), projections in ONNX Runtime "
+                f"(native forward pass: {self._forward_reason})")
 
     def _load_native(self):
         if self.session.device != "cpu":
@@ -242,6 +265,32 @@ class SpectfModel(OnnxModel):
         if width != heads * native.HEAD_DIM or any(isinstance(w, int) and w > 0 and w != width for w in widths):
             return None, f"its attention is not {heads} heads of {native.HEAD_DIM} (q width {width})"
         return (pre_s, post_s, heads, kernel), None
+
+    def _load_forward(self):
+        native = self.native_attention()
+        if native is None:
+            return None, self._native_reason
+        path = self._variant_path("native_weights")
+        if not path:
+            return None, "the model card names no native weights"
+        from ..native import forward as native_forward
+
+        pre, post, heads, kernel = native
+        try:
+            forward = native_forward.load(path, kernel, heads)
+        except native_forward.WeightsError as exc:
+            return None, str(exc)
+        # the same probabilities as the ONNX graphs it replaces, on spectra it has not seen
+        wl = self.trained_wavelengths_nm
+        wl = (np.linspace(410.0, 2450.0, 268) if wl is None else np.asarray(wl)).astype(np.float32)
+        spectra = check_spectra(wl.size)
+        expected = self._predict_split(spectra, wl, native, 1, None)
+        got = forward.run(spectra, wl)
+        error = float(np.max(np.abs(got - expected)))
+        if not error <= FORWARD_CHECK_ATOL:
+            return None, (f"it disagrees with the ONNX graphs (max |Δp| {error:.1e} > {FORWARD_CHECK_ATOL:g} on "
+                          f"constructed spectra)")
+        return forward, None
 
     def _workers(self):
         """CPU worker threads for data-parallel inference (1 on CUDA)."""
@@ -276,7 +325,10 @@ class SpectfModel(OnnxModel):
         n, workers = spectra.shape[0], self._workers()
         native = None if attention else self.native_attention()
         if native is not None:
-            return self._predict_native(spectra, wl, native, workers, monitor), None
+            forward = self.native_forward()
+            if forward is not None:
+                return self._predict_forward(spectra, wl, forward, workers, monitor), None
+            return self._predict_split(spectra, wl, native, workers, monitor), None
         session = self.session if attention else self.probability_session()
         if self.session.device != "cpu" or n <= CPU_CHUNK:
             out = self.infer(names, {"spectra": spectra, "wavelengths": wl}, monitor, session=session)
@@ -298,7 +350,18 @@ class SpectfModel(OnnxModel):
         self._run_chunks(n, CPU_CHUNK, workers, step, monitor)
         return prob, att
 
-    def _predict_native(self, spectra, wl, native, workers, monitor):
+    def _predict_forward(self, spectra, wl, forward, workers, monitor):
+        """Probabilities (N,) through the native forward pass (embedding to head in C), FORWARD_CHUNK
+        spectra per call, one run of chunks per worker thread."""
+        prob = np.empty(spectra.shape[0], np.float32)
+
+        def step(start, stop):
+            forward.run(spectra[start:stop], wl, out=prob[start:stop])
+
+        self._run_chunks(spectra.shape[0], FORWARD_CHUNK, workers, step, monitor)
+        return prob
+
+    def _predict_split(self, spectra, wl, native, workers, monitor):
         """Probabilities (N,) through ONNX Runtime (embedding, q/k/v projections) → native attention →
         ONNX Runtime (output projection, feed-forward, pooling, head), NATIVE_CHUNK spectra at a time."""
         pre, post, heads, kernel = native
@@ -332,6 +395,16 @@ class SpectfModel(OnnxModel):
         futures = [self._executor(workers).submit(work, part) for part in parts if len(part)]
         for future in futures:
             future.result()  # re-raises Cancelled or an inference error from a worker
+
+def check_spectra(bands, n=32, seed=16):
+    """(n, bands) float32 smooth random reflectance spectra (random walks scaled into [0, 1]): for SpecTf
+    v0.1.0 their cloud probabilities spread from 0 to 1, so a wrong weight shows in them."""
+    rng = np.random.default_rng(seed)
+    walk = np.cumsum(rng.standard_normal((n, bands)), axis=1)
+    span = np.ptp(walk, axis=1, keepdims=True)
+    walk = (walk - walk.min(axis=1, keepdims=True)) / np.where(span > 0, span, 1.0)
+    return (walk * rng.uniform(0.05, 1.0, (n, 1))).astype(np.float32)
+
 
 def keep_bands(wavelength_nm, drop_ranges_nm=DEFAULT_DROP_RANGES_NM):
     """Boolean mask of bands whose centre (nm) lies outside every inclusive drop range."""
