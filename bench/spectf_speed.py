@@ -10,9 +10,10 @@ spectra (real EMIT Libya-4 TOA reflectance + constructed cloudy mixes, 268 bands
   spectrum, counted from the MatMul/Gemm nodes of the exported graph at S = 268, this gives the
   float32 floor in spectra/s;
 - ``plugin``: what the cloud mask runs — ``runtime.models.spectf.SpectfModel.predict`` on
-  ``models/spectf-cloud-v0.1.0.onnx`` (CPU: its pre-attention graph → the native attention kernel →
-  its post-attention graph where the kernel is built, else its probability-only variant; the line
-  after it says which), per batch size: warm-up
+  ``models/spectf-cloud-v0.1.0.onnx`` (CPU: the native forward pass in C where the kernel is built
+  with AVX-512 and the card names its weights; else its pre-attention graph → the native attention
+  kernel → its post-attention graph; else its probability-only variant; the line after it says
+  which), per batch size: warm-up
   at that size, then timed batches for ``--seconds`` (at least 3), median; once before and once
   after the upstream paths, mean of the two;
 - ``upstream``: upstream's OWN code — ``spectf.model.SpecTfEncoder`` imported from a checkout of the
@@ -21,11 +22,12 @@ spectra (real EMIT Libya-4 TOA reflectance + constructed cloudy mixes, 268 bands
   ``inference_mode``, batch 4096 (its config), warmed up at 4096, ``--upstream-batches`` timed
   batches, median;
 - ``upstream32``: the same upstream module in float32, eager: the reference probabilities;
-- ``levers``: the levers (attention formulation: ONNX Runtime's fused node, stock operators, the native
-  kernel and its AVX2 path; thread layout, batch shape, graph optimisation level, denormals,
+- ``levers``: the levers (the native forward pass; attention formulation: ONNX Runtime's fused node,
+  stock operators, the native kernel between ONNX graphs and its AVX2 path; thread layout, batch shape, graph optimisation level, denormals,
   spinning, int8, float16), interleaved in one process, median of the rounds;
 - ``attention``: one core's µs per spectrum in the model, its attention node, the stock operators,
-  the native kernel, and the model with the native kernel.
+  the native kernel, and the model with the native kernel between ONNX graphs and with the native
+  forward pass.
 
 Prints spectra/s (wall clock, and per CPU-second, which is steadier when other processes share the
 cores), the ratios plugin / upstream and plugin / floor, the lever table, and the fidelity (max |Δp|,
@@ -289,9 +291,11 @@ def worker_upstream(args, bf16):
 LEVERS = (  # (label, attention form, layout, spectra per run, optimisation level, extra session config)
     ("explicit MatMul/Softmax, 1 thread per core, 4/run (previous)", "explicit", "per-core", 4, "ALL", {}),
     ("fused MultiHeadAttention, 1 thread per core, 4/run (ORT only)", "fused", "per-core", 4, "ALL", {}),
+    ("native forward pass in C, 32/run (default with AVX-512)", "forward", "per-core", 32, "ALL", {}),
+    ("native forward pass, 8/run", "forward", "per-core", 8, "ALL", {}),
     ("native attention kernel between 2 ONNX graphs, 4/run", "native", "per-core", 4, "ALL", {}),
-    ("native, 8/run (default where the kernel is built)", "native", "per-core", 8, "ALL", {}),
-    ("native, 16/run", "native", "per-core", 16, "ALL", {}),
+    ("native attention between graphs, 8/run (AVX2, no weights file)", "native", "per-core", 8, "ALL", {}),
+    ("native attention between graphs, 16/run", "native", "per-core", 16, "ALL", {}),
     ("native, its AVX2 + FMA path, 8/run", "native-avx2", "per-core", 8, "ALL", {}),
     ("per-head MatMul/Softmax chains, 1 thread per core, 1/run", "per-head", "per-core", 1, "ALL", {}),
     ("per-head, 1 thread per core, 2/run", "per-head", "per-core", 2, "ALL", {}),
@@ -363,9 +367,23 @@ def worker_levers(args):
             q, k, v = (a.reshape(n, s, -1) for a in self.pre.run(["q", "k", "v"], feeds))
             return self.post.run(names, {"attention_output": kernel.run(q, k, v, card["attention_heads"], isa=self.isa)})
 
+    class Forward:  # the whole forward pass in C (runtime/native/forward.py), as SpectfModel runs it
+        def __init__(self):
+            from spectral_transformers.runtime.native import forward
+
+            self.f = forward.load(MODEL.parent / card["variants"]["native_weights"], kernel, card["attention_heads"])
+
+        def run(self, names, feeds):
+            return [self.f.run(feeds["spectra"], feeds["wavelengths"])]
+
     runs, reference = [], None
     for label, form, layout, chunk, level, extra in LEVERS:
-        if form.startswith("native"):
+        if form == "forward":
+            if kernel is None or kernel.isa != 2 or "native_weights" not in card.get("variants", {}):
+                print(f"lever '{label}' not run: no AVX-512 kernel or no native weights", file=sys.stderr)
+                continue
+            s = Forward()
+        elif form.startswith("native"):
             isa = 1 if form == "native-avx2" else None
             if kernel is None or len(split) != 2 or (isa and kernel.isa < isa):
                 print(f"lever '{label}' not run: {native_attention.unavailable_reason() or 'no split graphs'}",
@@ -451,13 +469,18 @@ def worker_attention(args):
             run()
             out[f"native kernel ({native_attention.ISA_NAMES[isa]})"] = \
                 1e6 / timed(run, 4, seconds=1.0, min_runs=3)["spectra_per_s"]
-        from spectral_transformers.runtime.models.spectf import NATIVE_CHUNK, SpectfModel
+        from spectral_transformers.runtime.models.spectf import FORWARD_CHUNK, NATIVE_CHUNK, SpectfModel
 
         m = SpectfModel.load(str(MODEL), device="cpu", threads=1)
         xs, _, _, _ = spectra(NATIVE_CHUNK)
-        m.predict(xs, wl)
-        out["model, native attention"] = 1e6 / timed(lambda: m.predict(xs, wl), NATIVE_CHUNK, seconds=1.0,
-                                                     min_runs=3)["spectra_per_s"]
+        split = (lambda: m._predict_split(xs, wl, m.native_attention(), 1, None))
+        split()
+        out["model, native attention"] = 1e6 / timed(split, NATIVE_CHUNK, seconds=1.0, min_runs=3)["spectra_per_s"]
+        if m.native_forward() is not None:
+            xf, _, _, _ = spectra(FORWARD_CHUNK)
+            m.predict(xf, wl)
+            out["model, native forward pass"] = 1e6 / timed(lambda: m.predict(xf, wl), FORWARD_CHUNK, seconds=1.0,
+                                                            min_runs=3)["spectra_per_s"]
     return {"attention_us": out}
 
 
@@ -605,10 +628,12 @@ def main():
             print(f"    {k:<26} {v:7.1f}" + (f"  ({100 * node_us / model_us:.0f} % of the model)" if k == "attention node" else ""))
         print(f"    estimate with a fused attention kernel at the GEMM rate + Exp-op exponentials: {ideal_us:.0f} µs for the "
               f"attention → ≈ {est:.0f} spectra/CPU-s = {100 * est / floor_cpu:.0f} % of the floor (an estimate)")
-        if "model, native attention" in parts_us:
-            m_us = parts_us["model, native attention"]
-            print(f"    measured with the native kernel: {m_us:.0f} µs per spectrum → {1e6 / m_us:.0f} spectra/CPU-s = "
-                  f"{100 * 1e6 / m_us / floor_cpu:.0f} % of the floor, {model_us / m_us:.2f}x the fused ONNX graph")
+        for key, what in (("model, native attention", "the native kernel between ONNX graphs"),
+                          ("model, native forward pass", "the native forward pass")):
+            if key in parts_us:
+                m_us = parts_us[key]
+                print(f"    measured with {what}: {m_us:.0f} µs per spectrum → {1e6 / m_us:.0f} spectra/CPU-s = "
+                      f"{100 * 1e6 / m_us / floor_cpu:.0f} % of the floor, {model_us / m_us:.2f}x the fused ONNX graph")
     print(f"  load average at end {os.getloadavg()[0]:.1f} (other processes on the cores lower every figure; "
           f"ratios are from this one run)")
     return 0
