@@ -184,8 +184,8 @@ def worker_plugin(args):
     model.predict(x, wl)
     model.predict(x, wl)
     out = timed(lambda: model.predict(x, wl), b, seconds=args.seconds)
-    native = model.native_attention()
-    graph = "native attention" if native else os.path.basename(model.probability_session().path)
+    graph = ("native forward pass" if model.native_forward() else "native attention" if model.native_attention()
+             else os.path.basename(model.probability_session().path))
     out.update(batch=b, prob=model.predict(fidelity, wl)[0].tolist(), graph=graph, engine=model.attention_engine())
     return out
 
