@@ -13,7 +13,7 @@ import shutil
 import numpy as np
 import pytest
 
-from support import built_model, shared
+from support import built_model, require_torch, shared
 from test_native_attention import _kernel
 
 from spectral_transformers.runtime.config import RuntimeConfig
@@ -237,6 +237,7 @@ def test_card_without_native_weights_runs_the_kernel_between_graphs(kernel, tmp_
 
 
 def test_exporter_refuses_graphs_the_forward_pass_does_not_compute(tmp_path):
+    require_torch()  # training/ (the exporter) imports torch
     onnx = pytest.importorskip("onnx")
     from spectral_transformers.training.spectf_export import write_native_weights
 
