@@ -275,7 +275,7 @@ class SpectfModel(OnnxModel):
             return None, "the model card names no native weights"
         from ..native import forward as native_forward
 
-        pre, post, heads, kernel = native
+        heads, kernel = native[2], native[3]
         try:
             forward = native_forward.load(path, kernel, heads)
         except native_forward.WeightsError as exc:
@@ -395,6 +395,7 @@ class SpectfModel(OnnxModel):
         futures = [self._executor(workers).submit(work, part) for part in parts if len(part)]
         for future in futures:
             future.result()  # re-raises Cancelled or an inference error from a worker
+
 
 def check_spectra(bands, n=32, seed=16):
     """(n, bands) float32 smooth random reflectance spectra (random walks scaled into [0, 1]): for SpecTf
