@@ -153,23 +153,30 @@ def test_missing_library_says_why(tmp_path):
 
 
 # ------------------------------------------------------------------------------------ cloud model
-@pytest.fixture(scope="module")
-def emit_spectra():
-    """Real EMIT Libya-4 TOA spectra (268 kept bands) and constructed cloudy mixes, wavelengths."""
+def emit_and_cloudy_spectra(fractions, cloudy_from=None):
+    """Real EMIT Libya-4 TOA spectra (268 kept bands), then cloudy mixes of them (of the first
+    ``cloudy_from`` only, when given) at the cloud ``fractions``; and the wavelengths."""
     shared("emit", "emit_l1b_rdn_libya4_25x22.img")
     from spectral_transformers.runtime.models.spectf import keep_bands
     from spectral_transformers.training.spectf_samples import cloudy_mixes, libya4_toa
 
     rho, wl, _ = libya4_toa()
     keep = keep_bands(wl)
-    cloudy, _ = cloudy_mixes(rho, wl, fractions=(0.003, 0.03, 0.3, 1.0))
+    cloudy, _ = cloudy_mixes(rho[:cloudy_from], wl, fractions=fractions)
     return np.concatenate([rho[:, keep], cloudy[:, keep]]).astype(np.float32), wl[keep].astype(np.float32)
 
 
-def load(config=None, threads=2):
+@pytest.fixture(scope="module")
+def emit_spectra():
+    """Real EMIT Libya-4 TOA spectra (268 kept bands) and constructed cloudy mixes, wavelengths."""
+    return emit_and_cloudy_spectra((0.003, 0.03, 0.3, 1.0))
+
+
+def load(config=None, threads=2, path=None):
+    """The cloud model (default: the built spectf-cloud-v0.1.0) on the CPU."""
     from spectral_transformers.runtime.models.spectf import SpectfModel
 
-    return SpectfModel(str(built_model("spectf-cloud-v0.1.0")), device="cpu", threads=threads, config=config)
+    return SpectfModel(str(path or built_model("spectf-cloud-v0.1.0")), device="cpu", threads=threads, config=config)
 
 
 def test_cloud_model_native_path_matches_onnx_runtime(kernel, emit_spectra):

@@ -13,10 +13,11 @@ import shutil
 import numpy as np
 import pytest
 
-from support import built_model, require_torch, shared
-from test_native_attention import _kernel
+from support import built_model, require_torch
+from test_native_attention import _kernel, emit_and_cloudy_spectra, load
 
 from spectral_transformers.runtime.config import RuntimeConfig
+from spectral_transformers.runtime.native import attention as native
 
 MODEL_ID = "spectf-cloud-v0.1.0"
 
@@ -32,20 +33,7 @@ def kernel():
 @pytest.fixture(scope="module")
 def emit_spectra():
     """Real EMIT Libya-4 TOA spectra (268 kept bands), constructed cloudy mixes (thin to thick), wavelengths."""
-    shared("emit", "emit_l1b_rdn_libya4_25x22.img")
-    from spectral_transformers.runtime.models.spectf import keep_bands
-    from spectral_transformers.training.spectf_samples import cloudy_mixes, libya4_toa
-
-    rho, wl, _ = libya4_toa()
-    keep = keep_bands(wl)
-    cloudy, _ = cloudy_mixes(rho[:40], wl, fractions=(0.003, 0.01, 0.03, 0.1, 0.3, 0.6, 1.0))
-    return np.concatenate([rho[:, keep], cloudy[:, keep]]).astype(np.float32), wl[keep].astype(np.float32)
-
-
-def load(config=None, threads=2, path=None):
-    from spectral_transformers.runtime.models.spectf import SpectfModel
-
-    return SpectfModel(str(path or built_model(MODEL_ID)), device="cpu", threads=threads, config=config)
+    return emit_and_cloudy_spectra((0.003, 0.01, 0.03, 0.1, 0.3, 0.6, 1.0), cloudy_from=40)
 
 
 def weights_path():
@@ -82,17 +70,10 @@ def float64_reference(weights, spectra, wl):
         return (x - m) / np.sqrt(((x - m) ** 2).mean(-1, keepdims=True) + eps) * g + b
 
     x = np.asarray(spectra, np.float64)
-    n, s = x.shape
     e = np.tanh(x[:, :, None] * w["w_refl"] + (np.asarray(wl, np.float64)[:, None] * w["w_wave"] + w["b_embed"]))
     e = norm(e, w["norm1.weight"], w["norm1.bias"], w["norm1.epsilon"])
     q, k, v = (e @ w[f"{p}.weight"].T + w[f"{p}.bias"] for p in "qkv")
-
-    def heads(a):
-        return a.reshape(n, s, 8, 8).transpose(0, 2, 1, 3)
-
-    sc = heads(q) @ heads(k).transpose(0, 1, 3, 2)
-    p = np.exp(sc - sc.max(-1, keepdims=True))
-    a = ((p / p.sum(-1, keepdims=True)) @ heads(v)).transpose(0, 2, 1, 3).reshape(n, s, 64)
+    a = native.reference(q, k, v, 8).astype(np.float64)  # float64 inside, rounded once to float32
     y = norm(a @ w["out_proj.weight"].T + w["out_proj.bias"], w["norm2.weight"], w["norm2.bias"], w["norm2.epsilon"])
     h = y @ w["ff.linear1.weight"].T + w["ff.linear1.bias"]
     f = (0.5 * h * (1 + erf(h / np.sqrt(2)))) @ w["ff.linear2.weight"].T + w["ff.linear2.bias"]
