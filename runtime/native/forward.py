@@ -13,8 +13,8 @@ import numpy as np
 
 from .attention import HEAD_DIM
 
-WIDTH = 64
 HEADS = 8
+WIDTH = HEADS * HEAD_DIM  # 64
 FORMAT = 1
 #: (npz name, shape, transposed to (in, out) for C) in the C parameter order (spectf_forward.c, P_*)
 PARAMETERS = (
@@ -122,7 +122,7 @@ def load(path, kernel, heads):
     the file, the model or the CPU do not fit it."""
     if kernel.isa != 2:
         raise WeightsError(f"the forward pass needs AVX-512 (this CPU: {kernel.isa_name})")
-    if heads != HEADS or WIDTH != HEADS * HEAD_DIM:
+    if heads != HEADS:
         raise WeightsError(f"the forward pass computes {HEADS} heads of {HEAD_DIM}, not {heads}")
     try:
         with np.load(path, allow_pickle=False) as data:
